@@ -1,0 +1,228 @@
+//! The watch cache: every served object, parsed, in memory; lists, gets and watches are
+//! answered from here.
+//!
+//! One store watch over `/registry/` feeds it, in revision order, so after it has applied the
+//! event at revision `R` it reflects the whole store at `R` (`processed`). A request that needs
+//! the latest state waits until `processed` reaches the store's revision (kube-apiserver's
+//! consistent reads from cache).
+//!
+//! Invariants: a watcher sees each event after its start revision once, in order; a watcher
+//! that falls more than `BROADCAST` events behind is dropped (its stream ends and the client
+//! re-lists), so a slow watcher never blocks writers or other watchers.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ger_store::{DynStore, EventKind, KeyValue, Revision};
+use parking_lot::RwLock;
+use serde_json::Value;
+use tokio::sync::{broadcast, watch};
+
+use crate::resources::{RESOURCES, Resource};
+
+/// Events kept per resource for watches that resume from a recent resourceVersion.
+pub const DEFAULT_RING: usize = 10_000;
+/// How far a watcher may fall behind before it is dropped.
+const BROADCAST: usize = 16_384;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WatchKind {
+    Added,
+    Modified,
+    Deleted,
+}
+
+#[derive(Debug)]
+pub struct CacheEvent {
+    pub kind: WatchKind,
+    pub obj: Arc<Value>,
+    pub prev: Option<Arc<Value>>,
+    pub rev: Revision,
+}
+
+pub struct ResourceCache {
+    /// Store key → object, with `metadata.resourceVersion` filled in.
+    pub objects: BTreeMap<String, Arc<Value>>,
+    ring: VecDeque<Arc<CacheEvent>>,
+    /// Every event after this revision is in `ring`.
+    ring_start: Revision,
+    ring_cap: usize,
+    tx: broadcast::Sender<Arc<CacheEvent>>,
+}
+
+/// What a new watch starts from.
+pub enum WatchStart {
+    /// The events to replay, then the live stream.
+    Resume(Vec<Arc<CacheEvent>>, broadcast::Receiver<Arc<CacheEvent>>),
+    /// The cache's history does not reach back far enough.
+    TooOld,
+}
+
+impl ResourceCache {
+    fn new(ring_cap: usize) -> Self {
+        ResourceCache {
+            objects: BTreeMap::new(),
+            ring: VecDeque::new(),
+            ring_start: 0,
+            ring_cap: ring_cap.max(1),
+            tx: broadcast::channel(BROADCAST).0,
+        }
+    }
+
+    /// Replay everything after `rev`, then the live stream.
+    pub fn watch_from(&self, rev: Revision) -> WatchStart {
+        if rev < self.ring_start {
+            return WatchStart::TooOld;
+        }
+        let replay = self.ring.iter().filter(|e| e.rev > rev).cloned().collect();
+        WatchStart::Resume(replay, self.tx.subscribe())
+    }
+
+    /// The current objects and the live stream after them.
+    pub fn snapshot(&self) -> (Vec<Arc<Value>>, broadcast::Receiver<Arc<CacheEvent>>) {
+        (
+            self.objects.values().cloned().collect(),
+            self.tx.subscribe(),
+        )
+    }
+
+    fn apply(&mut self, key: &str, ev: CacheEvent) {
+        match ev.kind {
+            WatchKind::Deleted => {
+                self.objects.remove(key);
+            }
+            _ => {
+                self.objects.insert(key.to_string(), ev.obj.clone());
+            }
+        }
+        let ev = Arc::new(ev);
+        self.ring.push_back(ev.clone());
+        while self.ring.len() > self.ring_cap {
+            if let Some(old) = self.ring.pop_front() {
+                self.ring_start = old.rev;
+            }
+        }
+        let _ = self.tx.send(ev);
+    }
+}
+
+pub struct Cache {
+    by_prefix: HashMap<String, Arc<RwLock<ResourceCache>>>,
+    processed: watch::Sender<Revision>,
+    store: DynStore,
+}
+
+/// Parse stored bytes and stamp the resourceVersion.
+pub fn decode(kv: &KeyValue) -> Option<Value> {
+    let mut v: Value = serde_json::from_slice(&kv.value).ok()?;
+    if let Some(meta) = v.get_mut("metadata").and_then(Value::as_object_mut) {
+        meta.insert(
+            "resourceVersion".into(),
+            Value::String(kv.mod_revision.to_string()),
+        );
+    }
+    Some(v)
+}
+
+fn resource_prefix(key: &str) -> Option<&str> {
+    // "/registry/<group>/<plural>/..." → "/registry/<group>/<plural>/"
+    let mut slashes = key.match_indices('/').map(|(i, _)| i);
+    let end = slashes.nth(3)?;
+    key.get(..=end)
+}
+
+impl Cache {
+    /// Load the store and start following it.
+    /// `ring` events per resource are kept for watches that resume.
+    pub async fn start(store: DynStore, ring: usize) -> Result<Arc<Cache>, ger_store::StoreError> {
+        let by_prefix: HashMap<String, Arc<RwLock<ResourceCache>>> = RESOURCES
+            .iter()
+            .map(|r| (r.prefix(), Arc::new(RwLock::new(ResourceCache::new(ring)))))
+            .collect();
+        let (items, rev) = store.list("/registry/", None).await?;
+        for kv in &items {
+            let Some(prefix) = resource_prefix(&kv.key) else {
+                continue;
+            };
+            let (Some(rc), Some(obj)) = (by_prefix.get(prefix), decode(kv)) else {
+                continue;
+            };
+            rc.write().objects.insert(kv.key.to_string(), Arc::new(obj));
+        }
+        for rc in by_prefix.values() {
+            rc.write().ring_start = rev;
+        }
+        let mut rx = store.watch("/registry/", rev)?;
+        let cache = Arc::new(Cache {
+            by_prefix,
+            processed: watch::channel(rev).0,
+            store,
+        });
+        let feeder = Arc::downgrade(&cache);
+        tokio::spawn(async move {
+            while let Some(ev) = rx.recv().await {
+                let Some(cache) = feeder.upgrade() else { break };
+                cache.ingest(ev);
+            }
+        });
+        Ok(cache)
+    }
+
+    fn ingest(&self, ev: ger_store::Event) {
+        let rev = ev.kv.mod_revision;
+        if let Some(rc) = resource_prefix(&ev.kv.key).and_then(|p| self.by_prefix.get(p))
+            && let Some(obj) = decode(&ev.kv)
+        {
+            let mut rc = rc.write();
+            let prev = rc.objects.get(&*ev.kv.key).cloned();
+            let kind = match (ev.kind, &prev) {
+                (EventKind::Delete, _) => WatchKind::Deleted,
+                (EventKind::Put, None) => WatchKind::Added,
+                (EventKind::Put, Some(_)) => WatchKind::Modified,
+            };
+            rc.apply(
+                &ev.kv.key,
+                CacheEvent {
+                    kind,
+                    obj: Arc::new(obj),
+                    prev,
+                    rev,
+                },
+            );
+        }
+        self.processed.send_replace(rev);
+    }
+
+    pub fn resource(&self, res: &Resource) -> Arc<RwLock<ResourceCache>> {
+        match self.by_prefix.get(&res.prefix()) {
+            Some(rc) => rc.clone(),
+            // Every served resource has a cache; this is unreachable by construction.
+            None => Arc::new(RwLock::new(ResourceCache::new(1))),
+        }
+    }
+
+    pub fn processed(&self) -> Revision {
+        *self.processed.borrow()
+    }
+
+    /// Wait (bounded) until the cache reflects revision `rev`.
+    pub async fn wait_for(&self, rev: Revision) {
+        let mut rx = self.processed.subscribe();
+        let _ = tokio::time::timeout(Duration::from_secs(5), rx.wait_for(|p| *p >= rev)).await;
+    }
+
+    /// Wait until the cache reflects every write the store has accepted so far.
+    pub async fn sync(&self) {
+        self.wait_for(self.store.current_revision()).await;
+    }
+
+    pub fn store(&self) -> &DynStore {
+        &self.store
+    }
+
+    /// The oldest revision a watch can resume from.
+    pub fn oldest(&self, res: &Resource) -> Revision {
+        self.resource(res).read().ring_start
+    }
+}

@@ -1,0 +1,295 @@
+//! ger-apiserver: a kube-apiserver for the resources ger serves, as an `axum::Router`.
+//!
+//! `router(state)` answers discovery (`/version`, `/api`, `/apis`, per-group resource lists,
+//! a minimal `/openapi/v3`), and the REST API of every resource in [`resources::RESOURCES`]:
+//! get, list, watch, create, update, patch (JSON, merge, strategic), delete and
+//! deletecollection, with the status, scale, binding and eviction subresources. Objects are
+//! JSON values in their wire form; [`admission`] defaults and validates them, [`table`] prints
+//! them for `kubectl get`, [`cache`] serves reads and watches from memory.
+//!
+//! Authentication is a bearer token checked on every request but `/healthz`, `/livez` and
+//! `/readyz`; TLS is the binary's business.
+
+pub mod admission;
+pub mod cache;
+pub mod errors;
+pub mod metrics;
+pub mod object;
+pub mod patch;
+pub mod resources;
+pub mod rest;
+pub mod selector;
+pub mod table;
+pub mod typed;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get};
+use ger_store::DynStore;
+use serde_json::{Value, json};
+
+use crate::cache::Cache;
+use crate::errors::ApiError;
+
+/// The largest request body accepted (kube-apiserver's 3 MiB).
+pub const MAX_BODY: usize = 3 * 1024 * 1024;
+
+/// Everything a request needs. Cheap to clone.
+#[derive(Clone)]
+pub struct ApiState {
+    pub cache: Arc<Cache>,
+    pub metrics: Arc<metrics::Metrics>,
+    /// The bearer token every request must carry; `None` disables authentication.
+    pub token: Option<Arc<str>>,
+}
+
+/// How to run the API server.
+#[derive(Debug, Clone)]
+pub struct ApiOptions {
+    /// The bearer token every request must carry; `None` disables authentication (tests).
+    pub token: Option<String>,
+    /// Events per resource the watch cache keeps for watches that resume.
+    pub watch_cache_events: usize,
+}
+
+impl Default for ApiOptions {
+    fn default() -> Self {
+        ApiOptions {
+            token: None,
+            watch_cache_events: cache::DEFAULT_RING,
+        }
+    }
+}
+
+impl ApiState {
+    /// Load the store into the watch cache and make sure the built-in namespaces exist.
+    pub async fn new(store: DynStore, opts: ApiOptions) -> Result<Self, String> {
+        let cache = Cache::start(store, opts.watch_cache_events)
+            .await
+            .map_err(|e| e.to_string())?;
+        let st = ApiState {
+            cache,
+            metrics: Arc::default(),
+            token: opts.token.map(Arc::from),
+        };
+        st.ensure_namespaces().await?;
+        Ok(st)
+    }
+
+    async fn ensure_namespaces(&self) -> Result<(), String> {
+        let res = resources::by_kind("Namespace").ok_or("namespaces are not served")?;
+        for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
+            if self
+                .cache
+                .resource(res)
+                .read()
+                .objects
+                .contains_key(&res.key(None, ns))
+            {
+                continue;
+            }
+            let mut v = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
+            match rest::create_object(self, res, None, &mut v, false).await {
+                Ok(_) => {}
+                Err(e) if e.code == 409 => {}
+                Err(e) => return Err(e.message),
+            }
+        }
+        Ok(())
+    }
+}
+
+fn json_ok(v: Value) -> Response {
+    let mut resp = (StatusCode::OK, v.to_string()).into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("no-cache, private"),
+    );
+    resp
+}
+
+/// The API server's router.
+pub fn router(state: ApiState) -> Router {
+    Router::new()
+        .route("/version", get(|| async { json_ok(resources::version()) }))
+        .route("/api", get(|| async { json_ok(resources::api_versions()) }))
+        .route(
+            "/apis",
+            get(|| async { json_ok(resources::api_group_list()) }),
+        )
+        .route(
+            "/openapi/v3",
+            get(|| async { json_ok(resources::openapi_v3_root()) }),
+        )
+        .route("/openapi/v3/{*path}", get(openapi_v3))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/livez", get(|| async { "ok" }))
+        .route("/readyz", get(|| async { "ok" }))
+        .route("/metrics", get(metrics_text))
+        .route("/api/v1", get(|| async { legacy_list("", "v1") }))
+        .route("/api/v1/{*rest}", any(core_api))
+        .route("/apis/{group}", get(group_doc))
+        .route("/apis/{group}/{version}", get(group_version_doc))
+        .route("/apis/{group}/{version}/{*rest}", any(group_api))
+        .fallback(|| async { ApiError::no_route() })
+        .layer(middleware::from_fn_with_state(state.clone(), authenticate))
+        .with_state(state)
+}
+
+async fn authenticate(State(st): State<ApiState>, req: Request, next: Next) -> Response {
+    let open = matches!(req.uri().path(), "/healthz" | "/livez" | "/readyz");
+    if let Some(token) = &st.token
+        && !open
+    {
+        let ok = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|h| h.to_str().ok())
+            .and_then(|h| h.strip_prefix("Bearer "))
+            .is_some_and(|t| constant_time_eq(t.trim().as_bytes(), token.as_bytes()));
+        if !ok {
+            return ApiError::unauthorized().into_response();
+        }
+    }
+    next.run(req).await
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn legacy_list(group: &str, version: &str) -> Response {
+    match resources::api_resource_list(group, version) {
+        Some(v) => json_ok(v),
+        None => ApiError::no_route().into_response(),
+    }
+}
+
+async fn metrics_text(State(st): State<ApiState>) -> Response {
+    let objects: Vec<(&'static str, usize)> = resources::RESOURCES
+        .iter()
+        .map(|r| (r.plural, st.cache.resource(r).read().objects.len()))
+        .collect();
+    let text = st
+        .metrics
+        .render(st.cache.store().current_revision(), &objects);
+    let mut resp = (StatusCode::OK, text).into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4"),
+    );
+    resp
+}
+
+async fn group_doc(Path(group): Path<String>) -> Response {
+    if resources::GROUPS.contains(&group.as_str()) {
+        json_ok(resources::api_group(&group))
+    } else {
+        ApiError::no_route().into_response()
+    }
+}
+
+async fn group_version_doc(Path((group, version)): Path<(String, String)>) -> Response {
+    legacy_list(&group, &version)
+}
+
+async fn openapi_v3(Path(path): Path<String>) -> Response {
+    match resources::openapi_v3_doc(&path) {
+        Some(v) => json_ok(v),
+        None => ApiError::no_route().into_response(),
+    }
+}
+
+async fn core_api(
+    State(st): State<ApiState>,
+    method: Method,
+    Path(rest): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    serve(st, "", "v1", &rest, method, query, headers, body).await
+}
+
+async fn group_api(
+    State(st): State<ApiState>,
+    method: Method,
+    Path((group, version, rest)): Path<(String, String, String)>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    serve(st, &group, &version, &rest, method, query, headers, body).await
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn serve(
+    st: ApiState,
+    group: &str,
+    version: &str,
+    rest: &str,
+    method: Method,
+    query: HashMap<String, String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let segs: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
+    let namespaced = segs.len() >= 3
+        && segs[0] == "namespaces"
+        && resources::find(group, version, segs[2]).is_some_and(|r| r.namespaced);
+    let (namespace, plural, name, sub, extra) = if namespaced {
+        (
+            Some(segs[1]),
+            segs[2],
+            segs.get(3),
+            segs.get(4),
+            segs.len() > 5,
+        )
+    } else {
+        (None, segs[0], segs.get(1), segs.get(2), segs.len() > 3)
+    };
+    let Some(res) = resources::find(group, version, plural).filter(|_| !extra) else {
+        return ApiError::no_route().into_response();
+    };
+    if res.namespaced && namespace.is_none() && name.is_some() {
+        return ApiError::no_route().into_response();
+    }
+    let body = match axum::body::to_bytes(body, MAX_BODY).await {
+        Ok(b) => b,
+        Err(_) => return ApiError::too_large().into_response(),
+    };
+    let verb = match (&method, name.is_some()) {
+        (&Method::GET, false) if query.get("watch").is_some_and(|w| w == "true" || w == "1") => {
+            "WATCH"
+        }
+        (&Method::GET, false) => "LIST",
+        (&Method::DELETE, false) => "DELETECOLLECTION",
+        (m, _) => m.as_str(),
+    }
+    .to_string();
+    let req = rest::Request {
+        method,
+        res,
+        namespace: namespace.map(|s| (*s).to_string()),
+        name: name.map(|s| (*s).to_string()),
+        sub: sub.map(|s| (*s).to_string()),
+        query: &query,
+        headers: &headers,
+        body,
+    };
+    let resp = rest::handle(&st, req).await;
+    st.metrics
+        .record(&verb, res.group, res.plural, resp.status().as_u16());
+    resp
+}
