@@ -1,0 +1,283 @@
+//! `ger bench`: measure ger and print figures. Benchmarks never assert; they report.
+//!
+//! `ger bench apiserver` drives the API router in-process (no TLS, no socket) over the SQLite
+//! store in a temporary directory: pod creates per second, get latency, a list of every pod,
+//! watch delivery latency to many watchers, and the process's resident memory.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use futures::StreamExt;
+use ger_apiserver::{ApiOptions, ApiState, router};
+use http::{Method, Request};
+use parking_lot::Mutex;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+#[derive(Debug, clap::Args)]
+pub struct BenchArgs {
+    /// What to measure: `apiserver`.
+    pub target: String,
+    /// Pods to create.
+    #[arg(long, default_value_t = 10_000)]
+    pub pods: usize,
+    /// Concurrent writers.
+    #[arg(long, default_value_t = 64)]
+    pub concurrency: usize,
+    /// Watchers for the delivery measurement.
+    #[arg(long, default_value_t = 100)]
+    pub watchers: usize,
+    /// Keep the store in memory instead of SQLite.
+    #[arg(long)]
+    pub in_memory: bool,
+}
+
+pub async fn run(args: BenchArgs) -> Result<(), String> {
+    match args.target.as_str() {
+        "apiserver" => apiserver(args).await,
+        other => Err(format!("unknown benchmark {other:?} (known: apiserver)")),
+    }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[idx.min(sorted.len() - 1)]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1000.0)
+}
+
+fn rss_mb() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+async fn call(
+    app: &axum::Router,
+    method: Method,
+    uri: &str,
+    ctype: &str,
+    body: Value,
+) -> Result<(u16, Value), String> {
+    let req = Request::builder()
+        .method(method)
+        .uri(uri)
+        .header("content-type", ctype)
+        .body(if body.is_null() {
+            Body::empty()
+        } else {
+            Body::from(body.to_string())
+        })
+        .map_err(|e| e.to_string())?;
+    let resp = app.clone().oneshot(req).await.map_err(|e| e.to_string())?;
+    let code = resp.status().as_u16();
+    let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
+        .await
+        .map_err(|e| e.to_string())?;
+    let v = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    Ok((code, v))
+}
+
+fn pod(i: usize) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": format!("pod-{i}"), "labels": {"app": "bench", "shard": (i % 10).to_string()}},
+        "spec": {"containers": [{"name": "c", "image": "registry.example/agent:v1",
+            "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}}}]},
+    })
+}
+
+async fn apiserver(args: BenchArgs) -> Result<(), String> {
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let store: ger_store::DynStore = if args.in_memory {
+        Arc::new(ger_store::MvccStore::memory(ger_store::DEFAULT_HISTORY))
+    } else {
+        Arc::new(
+            ger_store::open_sqlite(dir.path(), ger_store::DEFAULT_HISTORY)
+                .map_err(|e| e.to_string())?,
+        )
+    };
+    let started = Instant::now();
+    let state = ApiState::new(store, ApiOptions::default()).await?;
+    let app = router(state);
+    println!(
+        "ger bench apiserver ({} store)",
+        if args.in_memory { "memory" } else { "sqlite" }
+    );
+    println!("  startup: {}", ms(started.elapsed()));
+
+    // Creates.
+    let t = Instant::now();
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..args.concurrency.max(1) {
+        let app = app.clone();
+        let next = next.clone();
+        let total = args.pods;
+        tasks.push(tokio::spawn(async move {
+            let mut failures = 0usize;
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if i >= total {
+                    return failures;
+                }
+                match call(
+                    &app,
+                    Method::POST,
+                    "/api/v1/namespaces/default/pods",
+                    "application/json",
+                    pod(i),
+                )
+                .await
+                {
+                    Ok((201, _)) => {}
+                    _ => failures += 1,
+                }
+            }
+        }));
+    }
+    let mut failures = 0;
+    for t in tasks {
+        failures += t.await.map_err(|e| e.to_string())?;
+    }
+    let el = t.elapsed();
+    println!(
+        "  create {} pods ({} writers): {:.0} creates/s, {} total, {failures} failed",
+        args.pods,
+        args.concurrency,
+        args.pods as f64 / el.as_secs_f64(),
+        ms(el)
+    );
+
+    // Gets.
+    let mut lat = Vec::new();
+    for i in 0..2_000usize {
+        let name = format!("pod-{}", (i * 7919) % args.pods.max(1));
+        let t = Instant::now();
+        call(
+            &app,
+            Method::GET,
+            &format!("/api/v1/namespaces/default/pods/{name}"),
+            "application/json",
+            Value::Null,
+        )
+        .await?;
+        lat.push(t.elapsed());
+    }
+    lat.sort();
+    println!(
+        "  get: p50 {} p99 {}",
+        ms(percentile(&lat, 0.5)),
+        ms(percentile(&lat, 0.99))
+    );
+
+    // Lists.
+    for (what, uri) in [
+        ("list all pods (json)", "/api/v1/pods".to_string()),
+        (
+            "list pods by label",
+            "/api/v1/namespaces/default/pods?labelSelector=shard%3D3".to_string(),
+        ),
+    ] {
+        let t = Instant::now();
+        let (_, v) = call(&app, Method::GET, &uri, "application/json", Value::Null).await?;
+        let n = v["items"].as_array().map_or(0, Vec::len);
+        println!("  {what}: {n} items in {}", ms(t.elapsed()));
+    }
+
+    // Watch delivery.
+    let sent: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    let lats: Arc<Mutex<Vec<Duration>>> = Arc::default();
+    let updates = 500usize;
+    let mut watchers = Vec::new();
+    let (_, listed) = call(
+        &app,
+        Method::GET,
+        "/api/v1/pods?limit=1",
+        "application/json",
+        Value::Null,
+    )
+    .await?;
+    let rv = listed["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap_or("0")
+        .to_string();
+    for _ in 0..args.watchers {
+        let req = Request::builder()
+            .uri(format!(
+                "/api/v1/namespaces/default/pods?watch=true&resourceVersion={rv}&timeoutSeconds=60"
+            ))
+            .body(Body::empty())
+            .map_err(|e| e.to_string())?;
+        let resp = app.clone().oneshot(req).await.map_err(|e| e.to_string())?;
+        let sent = sent.clone();
+        let lats = lats.clone();
+        watchers.push(tokio::spawn(async move {
+            let mut stream = resp.into_body().into_data_stream();
+            let mut buf = Vec::new();
+            let mut seen = 0;
+            while seen < updates {
+                let Some(Ok(chunk)) = stream.next().await else {
+                    break;
+                };
+                buf.extend_from_slice(&chunk);
+                while let Some(pos) = buf.iter().position(|b| *b == b'\n') {
+                    let line: Vec<u8> = buf.drain(..=pos).collect();
+                    let now = Instant::now();
+                    if let Ok(ev) = serde_json::from_slice::<Value>(&line)
+                        && let Some(tag) = ev["object"]["metadata"]["annotations"]["bench"].as_str()
+                        && let Some(at) = sent.lock().get(tag)
+                    {
+                        lats.lock().push(now - *at);
+                        seen += 1;
+                    }
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let t = Instant::now();
+    for i in 0..updates {
+        let tag = format!("u{i}");
+        sent.lock().insert(tag.clone(), Instant::now());
+        let patch = json!({"metadata": {"annotations": {"bench": tag}}});
+        call(
+            &app,
+            Method::PATCH,
+            &format!(
+                "/api/v1/namespaces/default/pods/pod-{}",
+                i % args.pods.max(1)
+            ),
+            "application/merge-patch+json",
+            patch,
+        )
+        .await?;
+    }
+    let write_el = t.elapsed();
+    for w in watchers {
+        let _ = tokio::time::timeout(Duration::from_secs(30), w).await;
+    }
+    let mut l = lats.lock().clone();
+    l.sort();
+    println!(
+        "  watch: {updates} updates ({:.0}/s) to {} watchers, {} deliveries: p50 {} p99 {}",
+        updates as f64 / write_el.as_secs_f64(),
+        args.watchers,
+        l.len(),
+        ms(percentile(&l, 0.5)),
+        ms(percentile(&l, 0.99))
+    );
+    match rss_mb() {
+        Some(mb) => println!("  RSS: {mb:.0} MB"),
+        None => println!("  RSS: unavailable"),
+    }
+    Ok(())
+}
