@@ -266,6 +266,91 @@ fn get_prints_upstream_tables() {
 }
 
 #[test]
+fn every_kind_prints_its_table_and_describes() {
+    let Some(g) = ger() else { return };
+    g.ok(&["apply", "-f", &fixture("kinds.yaml")]);
+    let cases: &[(&[&str], &[&str])] = &[
+        (
+            &["get", "po"],
+            &["NAME", "READY", "STATUS", "RESTARTS", "AGE"],
+        ),
+        (
+            &["get", "po", "-o", "wide"],
+            &[
+                "NAME",
+                "READY",
+                "STATUS",
+                "RESTARTS",
+                "AGE",
+                "IP",
+                "NODE",
+                "NOMINATED NODE",
+                "READINESS GATES",
+            ],
+        ),
+        (
+            &["get", "no"],
+            &["NAME", "STATUS", "ROLES", "AGE", "VERSION"],
+        ),
+        (
+            &["get", "rc"],
+            &["NAME", "DESIRED", "CURRENT", "READY", "AGE"],
+        ),
+        (
+            &["get", "ev"],
+            &["LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"],
+        ),
+        (
+            &["get", "controllerrevisions"],
+            &["NAME", "CONTROLLER", "REVISION", "AGE"],
+        ),
+        (
+            &["get", "leases", "-n", "kube-node-lease"],
+            &["NAME", "HOLDER", "AGE"],
+        ),
+    ];
+    for (args, want) in cases {
+        let out = g.ok(args);
+        assert_eq!(header(&out), *want, "{args:?}:\n{out}");
+    }
+    let cells = |args: &[&str]| -> Vec<String> {
+        g.ok(args).split_whitespace().map(String::from).collect()
+    };
+    assert_eq!(
+        cells(&["get", "po", "web", "--no-headers"])[..4],
+        ["web", "0/1", "Pending", "0"]
+    );
+    assert_eq!(
+        cells(&["get", "no", "node-1", "--no-headers"])[..3],
+        ["node-1", "Ready", "edge"]
+    );
+    assert_eq!(
+        cells(&["get", "rc", "rc-demo", "-o", "wide", "--no-headers"])[5..],
+        ["c", "nginx:1.25", "app=rc-demo"]
+    );
+    for (kind, name, ns) in [
+        ("pod", "web", "default"),
+        ("node", "node-1", "default"),
+        ("rc", "rc-demo", "default"),
+        ("event", "web.1", "default"),
+        ("controllerrevision", "agent-1", "default"),
+        ("lease", "node-1", "kube-node-lease"),
+    ] {
+        let d = g.ok(&["describe", kind, name, "-n", ns]);
+        assert!(d.starts_with("Name:") && d.contains(name), "{kind}: {d}");
+    }
+    let pod = g.ok(&["describe", "pod", "web"]);
+    assert!(
+        pod.contains("node.kubernetes.io/not-ready:NoExecute op=Exists for 300s"),
+        "{pod}"
+    );
+    for (kind, name) in [("pod", "web"), ("rc", "rc-demo")] {
+        g.ok(&["delete", kind, name]);
+        g.fails(&["get", kind, name]);
+    }
+}
+
+#[test]
 fn edit_patch_label_annotate_set_image_scale_describe_delete() {
     let Some(g) = ger() else { return };
     g.ok(&["apply", "-f", &fixture("rs-demo.yaml")]);
