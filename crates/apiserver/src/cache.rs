@@ -11,7 +11,9 @@
 //! re-lists), so a slow watcher never blocks writers or other watchers.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+
+use bytes::Bytes;
 use std::time::Duration;
 
 use ger_store::{DynStore, EventKind, KeyValue, Revision};
@@ -39,6 +41,26 @@ pub struct CacheEvent {
     pub obj: Arc<Value>,
     pub prev: Option<Arc<Value>>,
     pub rev: Revision,
+    /// `obj` as JSON, encoded once for all the watchers that send it.
+    encoded: OnceLock<Bytes>,
+}
+
+impl CacheEvent {
+    pub fn new(kind: WatchKind, obj: Arc<Value>, prev: Option<Arc<Value>>, rev: Revision) -> Self {
+        CacheEvent {
+            kind,
+            obj,
+            prev,
+            rev,
+            encoded: OnceLock::new(),
+        }
+    }
+
+    /// The object's JSON encoding.
+    pub fn encoded(&self) -> &Bytes {
+        self.encoded
+            .get_or_init(|| Bytes::from(self.obj.to_string().into_bytes()))
+    }
 }
 
 pub struct ResourceCache {
@@ -181,15 +203,7 @@ impl Cache {
                 (EventKind::Put, None) => WatchKind::Added,
                 (EventKind::Put, Some(_)) => WatchKind::Modified,
             };
-            rc.apply(
-                &ev.kv.key,
-                CacheEvent {
-                    kind,
-                    obj: Arc::new(obj),
-                    prev,
-                    rev,
-                },
-            );
+            rc.apply(&ev.kv.key, CacheEvent::new(kind, Arc::new(obj), prev, rev));
         }
         self.processed.send_replace(rev);
     }

@@ -389,14 +389,7 @@ async fn watch(st: &ApiState, req: &Request<'_>) -> ApiResult<Response> {
             initial = objs
                 .into_iter()
                 .filter(|o| filter.matches(o))
-                .map(|obj| {
-                    Arc::new(CacheEvent {
-                        kind: WatchKind::Added,
-                        obj,
-                        prev: None,
-                        rev,
-                    })
-                })
+                .map(|obj| Arc::new(CacheEvent::new(WatchKind::Added, obj, None, rev)))
                 .collect();
             Source::Cache(rx)
         }
@@ -450,14 +443,20 @@ async fn watch(st: &ApiState, req: &Request<'_>) -> ApiResult<Response> {
         let mut last_rev = start_rev;
         let emit = |ev: &CacheEvent, first: &mut bool| -> Option<Bytes> {
             let kind = event_type(ev, &filter)?;
-            let obj = if table {
+            if table {
                 let t = table_req.row(&ev.obj, *first);
                 *first = false;
-                t
-            } else {
-                (*ev.obj).clone()
-            };
-            Some(send(json!({"type": kind, "object": obj})))
+                return Some(send(json!({"type": kind, "object": t})));
+            }
+            // The object's encoding is shared by every watcher of this event.
+            let obj = ev.encoded();
+            let mut line = Vec::with_capacity(obj.len() + 32);
+            line.extend_from_slice(b"{\"type\":\"");
+            line.extend_from_slice(kind.as_bytes());
+            line.extend_from_slice(b"\",\"object\":");
+            line.extend_from_slice(obj);
+            line.extend_from_slice(b"}\n");
+            Some(Bytes::from(line))
         };
         for ev in &initial {
             last_rev = last_rev.max(ev.rev);
@@ -541,12 +540,12 @@ async fn next_event(source: &mut Source) -> Option<Arc<CacheEvent>> {
                 (_, None) => WatchKind::Added,
                 _ => WatchKind::Modified,
             };
-            Some(Arc::new(CacheEvent {
+            Some(Arc::new(CacheEvent::new(
                 kind,
                 obj,
                 prev,
-                rev: ev.kv.mod_revision,
-            }))
+                ev.kv.mod_revision,
+            )))
         }
     }
 }
