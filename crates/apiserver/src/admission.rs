@@ -1338,7 +1338,21 @@ pub fn validate_status(kind: &str, obj: &Value, _old: &Value) -> Vec<FieldError>
             .and_then(Value::as_i64)
             .unwrap_or(0)
     };
-    let mut not_above = |f: &str, limit: &str, msg: &str| {
+    // (field, limit): a counter may not exceed its limit.
+    const ABOVE_REPLICAS: &str = "cannot be greater than status.replicas";
+    const ABOVE_READY: &str = "cannot be greater than readyReplicas";
+    let first = match kind {
+        "Deployment" => "updatedReplicas",
+        "ReplicaSet" | "ReplicationController" => "fullyLabeledReplicas",
+        _ => return errs,
+    };
+    let limits = [
+        (first, "replicas", ABOVE_REPLICAS),
+        ("readyReplicas", "replicas", ABOVE_REPLICAS),
+        ("availableReplicas", "replicas", ABOVE_REPLICAS),
+        ("availableReplicas", "readyReplicas", ABOVE_READY),
+    ];
+    for (f, limit, msg) in limits {
         if get(f) > get(limit) {
             errs.push(FieldError::invalid(
                 &format!("status.{f}"),
@@ -1346,53 +1360,6 @@ pub fn validate_status(kind: &str, obj: &Value, _old: &Value) -> Vec<FieldError>
                 msg,
             ));
         }
-    };
-    match kind {
-        "Deployment" => {
-            not_above(
-                "updatedReplicas",
-                "replicas",
-                "cannot be greater than status.replicas",
-            );
-            not_above(
-                "readyReplicas",
-                "replicas",
-                "cannot be greater than status.replicas",
-            );
-            not_above(
-                "availableReplicas",
-                "replicas",
-                "cannot be greater than status.replicas",
-            );
-            not_above(
-                "availableReplicas",
-                "readyReplicas",
-                "cannot be greater than readyReplicas",
-            );
-        }
-        "ReplicaSet" | "ReplicationController" => {
-            not_above(
-                "fullyLabeledReplicas",
-                "replicas",
-                "cannot be greater than status.replicas",
-            );
-            not_above(
-                "readyReplicas",
-                "replicas",
-                "cannot be greater than status.replicas",
-            );
-            not_above(
-                "availableReplicas",
-                "replicas",
-                "cannot be greater than status.replicas",
-            );
-            not_above(
-                "availableReplicas",
-                "readyReplicas",
-                "cannot be greater than readyReplicas",
-            );
-        }
-        _ => {}
     }
     errs
 }
