@@ -1,0 +1,85 @@
+//! ger's controllers: each is a `kube::Client` user built on shared informers and work
+//! queues, so the same code runs in-process in `ger server` and against any API server
+//! (`ger controllers --kubeconfig F`).
+
+pub mod events;
+pub mod expectations;
+pub mod informer;
+pub mod pods;
+pub mod queue;
+pub mod ranking;
+pub mod replicaset;
+pub mod scheduler;
+
+use std::sync::Arc;
+
+use k8s_openapi::api::apps::v1::ReplicaSet;
+use k8s_openapi::api::core::v1::{Node, Pod, ReplicationController};
+use kube::Client;
+use kube::api::Api;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::informer::Informer;
+use crate::pods::{controller_uid_index, namespace_index, node_index};
+use crate::replicaset::ReplicaController;
+
+/// The informers the controllers share (one list+watch per kind).
+pub struct Informers {
+    pub pods: Arc<Informer<Pod>>,
+    pub replicasets: Arc<Informer<ReplicaSet>>,
+    pub rcs: Arc<Informer<ReplicationController>>,
+    pub nodes: Arc<Informer<Node>>,
+}
+
+impl Informers {
+    pub fn new() -> Informers {
+        Informers {
+            pods: Informer::new(vec![
+                ("namespace", namespace_index::<Pod>),
+                ("controller", controller_uid_index::<Pod>),
+                ("node", node_index),
+            ]),
+            replicasets: Informer::new(vec![
+                ("namespace", namespace_index::<ReplicaSet>),
+                ("controller", controller_uid_index::<ReplicaSet>),
+            ]),
+            rcs: Informer::new(vec![("namespace", namespace_index::<ReplicationController>)]),
+            nodes: Informer::new(Vec::new()),
+        }
+    }
+}
+
+impl Default for Informers {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Workers per controller.
+const WORKERS: usize = 8;
+
+/// Start every controller on `client`; they stop when `stop` fires.
+pub fn start(client: Client, stop: CancellationToken) -> JoinSet<()> {
+    let inf = Informers::new();
+    let rs = ReplicaController::new(client.clone(), inf.replicasets.clone(), inf.pods.clone());
+    let rc = ReplicaController::new(client.clone(), inf.rcs.clone(), inf.pods.clone());
+    let scheduler = scheduler::Scheduler::new(client.clone(), inf.pods.clone(), inf.nodes.clone());
+    let mut set = JoinSet::new();
+    set.spawn(scheduler.run(stop.clone()));
+    set.spawn(inf.nodes.clone().run(Api::all(client.clone()), stop.clone()));
+    set.spawn(rs.run(WORKERS, stop.clone()));
+    set.spawn(rc.run(WORKERS, stop.clone()));
+    set.spawn(
+        inf.pods
+            .clone()
+            .run(Api::all(client.clone()), stop.clone()),
+    );
+    set.spawn(
+        inf.replicasets
+            .clone()
+            .run(Api::all(client.clone()), stop.clone()),
+    );
+    set.spawn(inf.rcs.clone().run(Api::all(client), stop));
+    set
+}
