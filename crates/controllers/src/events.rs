@@ -111,8 +111,8 @@ impl Writer {
             .spam
             .entry(object_key.to_string())
             .or_insert((SPAM_BURST, now));
-        *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * SPAM_REFILL_PER_SEC)
-            .min(SPAM_BURST);
+        *tokens =
+            (*tokens + now.duration_since(*at).as_secs_f64() * SPAM_REFILL_PER_SEC).min(SPAM_BURST);
         *at = now;
         if *tokens >= 1.0 {
             *tokens -= 1.0;

@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use futures::StreamExt;
 use kube::api::Api;
-use kube::runtime::watcher::{self, Event};
 use kube::runtime::WatchStreamExt;
+use kube::runtime::watcher::{self, Event};
 use kube::{Resource, ResourceExt};
 use parking_lot::RwLock;
 use serde::de::DeserializeOwned;
@@ -164,7 +164,10 @@ where
             None => self.emit(Change::Added(&obj)),
             Some(old) => {
                 if old.resource_version() != obj.resource_version() {
-                    self.emit(Change::Updated { old: &old, new: &obj });
+                    self.emit(Change::Updated {
+                        old: &old,
+                        new: &obj,
+                    });
                 }
             }
         }

@@ -4,6 +4,7 @@
 
 pub mod events;
 pub mod expectations;
+pub mod gc;
 pub mod informer;
 pub mod pods;
 pub mod queue;
@@ -13,7 +14,7 @@ pub mod scheduler;
 
 use std::sync::Arc;
 
-use k8s_openapi::api::apps::v1::ReplicaSet;
+use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet, Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::{Node, Pod, ReplicationController};
 use kube::Client;
 use kube::api::Api;
@@ -30,6 +31,9 @@ pub struct Informers {
     pub replicasets: Arc<Informer<ReplicaSet>>,
     pub rcs: Arc<Informer<ReplicationController>>,
     pub nodes: Arc<Informer<Node>>,
+    pub deployments: Arc<Informer<Deployment>>,
+    pub daemonsets: Arc<Informer<DaemonSet>>,
+    pub revisions: Arc<Informer<ControllerRevision>>,
 }
 
 impl Informers {
@@ -44,8 +48,17 @@ impl Informers {
                 ("namespace", namespace_index::<ReplicaSet>),
                 ("controller", controller_uid_index::<ReplicaSet>),
             ]),
-            rcs: Informer::new(vec![("namespace", namespace_index::<ReplicationController>)]),
+            rcs: Informer::new(vec![(
+                "namespace",
+                namespace_index::<ReplicationController>,
+            )]),
             nodes: Informer::new(Vec::new()),
+            deployments: Informer::new(vec![("namespace", namespace_index::<Deployment>)]),
+            daemonsets: Informer::new(vec![("namespace", namespace_index::<DaemonSet>)]),
+            revisions: Informer::new(vec![
+                ("namespace", namespace_index::<ControllerRevision>),
+                ("controller", controller_uid_index::<ControllerRevision>),
+            ]),
         }
     }
 }
@@ -60,26 +73,41 @@ impl Default for Informers {
 const WORKERS: usize = 8;
 
 /// Start every controller on `client`; they stop when `stop` fires.
-pub fn start(client: Client, stop: CancellationToken) -> JoinSet<()> {
-    let inf = Informers::new();
+pub fn start(client: Client, inf: &Informers, stop: CancellationToken) -> JoinSet<()> {
     let rs = ReplicaController::new(client.clone(), inf.replicasets.clone(), inf.pods.clone());
     let rc = ReplicaController::new(client.clone(), inf.rcs.clone(), inf.pods.clone());
     let scheduler = scheduler::Scheduler::new(client.clone(), inf.pods.clone(), inf.nodes.clone());
+    let gc = gc::GarbageCollector::new(client.clone());
+    gc.watch(&inf.pods);
+    gc.watch(&inf.replicasets);
+    gc.watch(&inf.rcs);
+    gc.watch(&inf.deployments);
+    gc.watch(&inf.daemonsets);
+    gc.watch(&inf.revisions);
     let mut set = JoinSet::new();
-    set.spawn(scheduler.run(stop.clone()));
-    set.spawn(inf.nodes.clone().run(Api::all(client.clone()), stop.clone()));
     set.spawn(rs.run(WORKERS, stop.clone()));
     set.spawn(rc.run(WORKERS, stop.clone()));
-    set.spawn(
-        inf.pods
-            .clone()
-            .run(Api::all(client.clone()), stop.clone()),
-    );
+    set.spawn(scheduler.run(stop.clone()));
+    set.spawn(gc.run(WORKERS, stop.clone()));
+    let c = &client;
+    set.spawn(inf.pods.clone().run(Api::all(c.clone()), stop.clone()));
     set.spawn(
         inf.replicasets
             .clone()
-            .run(Api::all(client.clone()), stop.clone()),
+            .run(Api::all(c.clone()), stop.clone()),
     );
-    set.spawn(inf.rcs.clone().run(Api::all(client), stop));
+    set.spawn(inf.rcs.clone().run(Api::all(c.clone()), stop.clone()));
+    set.spawn(inf.nodes.clone().run(Api::all(c.clone()), stop.clone()));
+    set.spawn(
+        inf.deployments
+            .clone()
+            .run(Api::all(c.clone()), stop.clone()),
+    );
+    set.spawn(
+        inf.daemonsets
+            .clone()
+            .run(Api::all(c.clone()), stop.clone()),
+    );
+    set.spawn(inf.revisions.clone().run(Api::all(c.clone()), stop));
     set
 }

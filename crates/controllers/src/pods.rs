@@ -139,7 +139,10 @@ where
 
 /// Index function: the uid of an object's controller.
 pub fn controller_uid_index<K: kube::Resource>(obj: &K) -> Vec<String> {
-    controller_of(obj).map(|r| r.uid.clone()).into_iter().collect()
+    controller_of(obj)
+        .map(|r| r.uid.clone())
+        .into_iter()
+        .collect()
 }
 
 /// Index function: the namespace of an object.
@@ -164,11 +167,18 @@ mod tests {
 
     #[test]
     fn selectors_match_as_upstream() {
-        let labels: BTreeMap<String, String> =
-            [("app".to_string(), "web".to_string()), ("tier".to_string(), "fe".to_string())].into();
+        let labels: BTreeMap<String, String> = [
+            ("app".to_string(), "web".to_string()),
+            ("tier".to_string(), "fe".to_string()),
+        ]
+        .into();
         let sel = |ml: &[(&str, &str)], ex: &[(&str, &str, &[&str])]| {
             Selector::from_label_selector(Some(&LabelSelector {
-                match_labels: Some(ml.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()),
+                match_labels: Some(
+                    ml.iter()
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect(),
+                ),
                 match_expressions: Some(
                     ex.iter()
                         .map(|(k, op, vs)| LabelSelectorRequirement {
@@ -186,7 +196,13 @@ mod tests {
         assert!(!sel(&[], &[("tier", "NotIn", &["fe"])]).matches(&labels));
         assert!(sel(&[], &[("x", "DoesNotExist", &[])]).matches(&labels));
         assert!(!sel(&[], &[("x", "Exists", &[])]).matches(&labels));
-        assert!(sel(&[], &[]).matches(&labels), "empty selector matches everything");
-        assert!(!Selector::from_label_selector(None).matches(&labels), "nil matches nothing");
+        assert!(
+            sel(&[], &[]).matches(&labels),
+            "empty selector matches everything"
+        );
+        assert!(
+            !Selector::from_label_selector(None).matches(&labels),
+            "nil matches nothing"
+        );
     }
 }

@@ -231,9 +231,19 @@ mod tests {
             assert_eq!(compare(&a, 0, &b, 0, now), Ordering::Less, "{name}");
             assert_eq!(compare(&b, 0, &a, 0, now), Ordering::Greater, "{name}");
         }
-        let (a, b) = (pod("a", "n1", "Running", true, 10), pod("b", "n2", "Running", true, 10));
-        assert_eq!(compare(&a, 3, &b, 1, now), Ordering::Less, "higher rank first");
-        let pods = [pod("x", "n", "Running", true, 50), pod("y", "", "Pending", false, 5)];
+        let (a, b) = (
+            pod("a", "n1", "Running", true, 10),
+            pod("b", "n2", "Running", true, 10),
+        );
+        assert_eq!(
+            compare(&a, 3, &b, 1, now),
+            Ordering::Less,
+            "higher rank first"
+        );
+        let pods = [
+            pod("x", "n", "Running", true, 50),
+            pod("y", "", "Pending", false, 5),
+        ];
         let refs: Vec<&Pod> = pods.iter().collect();
         let victims = pods_to_delete(&refs, |_| 0, 1, now);
         assert_eq!(victims[0].metadata.name.as_deref(), Some("y"));

@@ -30,7 +30,14 @@ pub const BURST_REPLICAS: usize = 500;
 
 /// What the shared logic needs of a ReplicaSet or a ReplicationController.
 pub trait ReplicaOwner:
-    Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope> + Clone + DeserializeOwned + Serialize + Debug + Send + Sync + 'static
+    Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+    + Clone
+    + DeserializeOwned
+    + Serialize
+    + Debug
+    + Send
+    + Sync
+    + 'static
 {
     const COMPONENT: &'static str;
     fn replicas(&self) -> i32;
@@ -117,7 +124,9 @@ impl<O: ReplicaOwner> ReplicaController<O> {
         c.owners.on_change(move |change| {
             let Some(c) = weak.upgrade() else { return };
             match change {
-                Change::Added(o) | Change::Updated { new: o, .. } => c.queue.add(key_of(o.as_ref())),
+                Change::Added(o) | Change::Updated { new: o, .. } => {
+                    c.queue.add(key_of(o.as_ref()))
+                }
                 Change::Deleted(o) => {
                     let key = key_of(o.as_ref());
                     c.expectations.delete(&key);
@@ -199,8 +208,7 @@ impl<O: ReplicaOwner> ReplicaController<O> {
                     Some(key) => self.queue.add(key),
                     None => {
                         if pods::controller_of(new.as_ref()).is_none()
-                            && (labels_changed
-                                || pods::controller_of(old.as_ref()).is_some())
+                            && (labels_changed || pods::controller_of(old.as_ref()).is_some())
                         {
                             for key in self.matching_owners(new) {
                                 self.queue.add(key);
@@ -257,7 +265,11 @@ impl<O: ReplicaOwner> ReplicaController<O> {
                             "ownerReferences": [{"$patch": "delete", "uid": uid}],
                             "uid": pod.uid()}});
                         let _ = api
-                            .patch(&pod.name_any(), &PatchParams::default(), &Patch::Strategic(&patch))
+                            .patch(
+                                &pod.name_any(),
+                                &PatchParams::default(),
+                                &Patch::Strategic(&patch),
+                            )
                             .await;
                     }
                 }
@@ -269,7 +281,11 @@ impl<O: ReplicaOwner> ReplicaController<O> {
                         "ownerReferences": [pods::controller_ref(owner)],
                         "uid": pod.uid()}});
                     if let Ok(p) = api
-                        .patch(&pod.name_any(), &PatchParams::default(), &Patch::Strategic(&patch))
+                        .patch(
+                            &pod.name_any(),
+                            &PatchParams::default(),
+                            &Patch::Strategic(&patch),
+                        )
                         .await
                     {
                         owned.push(Arc::new(p));
@@ -334,8 +350,14 @@ impl<O: ReplicaOwner> ReplicaController<O> {
                 generate_name: Some(prefix),
                 namespace: owner.namespace(),
                 labels,
-                annotations: template.metadata.as_ref().and_then(|m| m.annotations.clone()),
-                finalizers: template.metadata.as_ref().and_then(|m| m.finalizers.clone()),
+                annotations: template
+                    .metadata
+                    .as_ref()
+                    .and_then(|m| m.annotations.clone()),
+                finalizers: template
+                    .metadata
+                    .as_ref()
+                    .and_then(|m| m.finalizers.clone()),
                 owner_references: Some(vec![pods::controller_ref(owner)]),
                 ..Default::default()
             },
@@ -370,7 +392,11 @@ impl<O: ReplicaOwner> ReplicaController<O> {
                         Err(e) if namespace_terminating(&e) => Ok(()),
                         Err(e) => {
                             let msg = api_message(&e);
-                            recorder.warning(oref, "FailedCreate", format!("Error creating: {msg}"));
+                            recorder.warning(
+                                oref,
+                                "FailedCreate",
+                                format!("Error creating: {msg}"),
+                            );
                             Err(msg)
                         }
                     }
@@ -428,7 +454,10 @@ impl<O: ReplicaOwner> ReplicaController<O> {
                 }
             }))
             .await;
-            return results.into_iter().collect::<Result<Vec<()>, String>>().map(|_| ());
+            return results
+                .into_iter()
+                .collect::<Result<Vec<()>, String>>()
+                .map(|_| ());
         }
         Ok(())
     }
@@ -470,7 +499,9 @@ impl<O: ReplicaOwner> ReplicaController<O> {
             .iter()
             .filter(|p| {
                 let labels = labels_of(p);
-                template_labels.iter().all(|(k, v)| labels.get(k) == Some(v))
+                template_labels
+                    .iter()
+                    .all(|(k, v)| labels.get(k) == Some(v))
             })
             .count();
         let ready = active.iter().filter(|p| pods::is_ready(p)).count();
@@ -515,14 +546,22 @@ impl<O: ReplicaOwner> ReplicaController<O> {
             json!(conditions)
         };
         let num = |v: &Value, k: &str| v.get(k).and_then(Value::as_i64).unwrap_or(0);
-        let unchanged = ["replicas", "fullyLabeledReplicas", "readyReplicas", "availableReplicas", "observedGeneration"]
-            .iter()
-            .all(|k| num(&cur, k) == num(&status, k))
-            && cur.get("conditions").filter(|c| !c.is_null()) == status.get("conditions").filter(|c| !c.is_null());
+        let unchanged = [
+            "replicas",
+            "fullyLabeledReplicas",
+            "readyReplicas",
+            "availableReplicas",
+            "observedGeneration",
+        ]
+        .iter()
+        .all(|k| num(&cur, k) == num(&status, k))
+            && cur.get("conditions").filter(|c| !c.is_null())
+                == status.get("conditions").filter(|c| !c.is_null());
         if unchanged {
             return Ok(());
         }
-        let api: Api<O> = Api::namespaced(self.client.clone(), &owner.namespace().unwrap_or_default());
+        let api: Api<O> =
+            Api::namespaced(self.client.clone(), &owner.namespace().unwrap_or_default());
         api.patch_status(
             &owner.name_any(),
             &PatchParams::default(),
@@ -530,7 +569,13 @@ impl<O: ReplicaOwner> ReplicaController<O> {
         )
         .await
         .map(|_| ())
-        .or_else(|e| if is_not_found(&e) { Ok(()) } else { Err(api_message(&e)) })
+        .or_else(|e| {
+            if is_not_found(&e) {
+                Ok(())
+            } else {
+                Err(api_message(&e))
+            }
+        })
     }
 }
 
@@ -606,7 +651,13 @@ mod tests {
         let calls = AtomicUsize::new(0);
         let (ok, err) = slow_start(20, |i| {
             calls.fetch_add(1, Ordering::SeqCst);
-            async move { if i == 4 { Err("boom".to_string()) } else { Ok(()) } }
+            async move {
+                if i == 4 {
+                    Err("boom".to_string())
+                } else {
+                    Ok(())
+                }
+            }
         })
         .await;
         assert_eq!(calls.load(Ordering::SeqCst), 7);

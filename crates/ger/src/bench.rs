@@ -3,6 +3,10 @@
 //! `ger bench apiserver` drives the API router in-process (no TLS, no socket) over the SQLite
 //! store in a temporary directory: pod creates per second, get latency, a list of every pod,
 //! watch delivery latency to many watchers, and the process's resident memory.
+//!
+//! `ger bench pods` runs the whole cluster in-process (API server over SQLite, controllers,
+//! scheduler, simulated nodes with zero stage delays) and times one ReplicaSet of `--pods`
+//! replicas over `--nodes` nodes until every pod is Ready.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -32,12 +36,18 @@ pub struct BenchArgs {
     /// Keep the store in memory instead of SQLite.
     #[arg(long)]
     pub in_memory: bool,
+    /// Simulated nodes (`pods`).
+    #[arg(long, default_value_t = 100)]
+    pub nodes: usize,
 }
 
 pub async fn run(args: BenchArgs) -> Result<(), String> {
     match args.target.as_str() {
         "apiserver" => apiserver(args).await,
-        other => Err(format!("unknown benchmark {other:?} (known: apiserver)")),
+        "pods" => pods(args).await,
+        other => Err(format!(
+            "unknown benchmark {other:?} (known: apiserver, pods)"
+        )),
     }
 }
 
@@ -289,4 +299,106 @@ fn bench_tag(line: &[u8]) -> Option<&str> {
     let start = line.windows(KEY.len()).position(|w| w == KEY)? + KEY.len();
     let len = line[start..].iter().position(|b| *b == b'"')?;
     std::str::from_utf8(&line[start..start + len]).ok()
+}
+
+async fn pods(args: BenchArgs) -> Result<(), String> {
+    use k8s_openapi::api::apps::v1::ReplicaSet;
+    use kube::api::{Api, PostParams};
+
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let store: ger_store::DynStore = if args.in_memory {
+        Arc::new(ger_store::MvccStore::memory(ger_store::DEFAULT_HISTORY))
+    } else {
+        Arc::new(
+            ger_store::open_sqlite(dir.path(), ger_store::DEFAULT_HISTORY)
+                .map_err(|e| e.to_string())?,
+        )
+    };
+    let state = ApiState::new(
+        store,
+        ApiOptions {
+            token: Some("bench".into()),
+            ..ApiOptions::default()
+        },
+    )
+    .await?;
+    let app = router(state);
+    let client = crate::cluster::in_process_client(app, "bench");
+    let per_node = args.pods.div_ceil(args.nodes.max(1)) as u32 + 10;
+    let fleet = ger_node::FleetOptions {
+        nodes: args.nodes,
+        max_pods: per_node.max(110),
+        create_delay: Duration::ZERO,
+        ready_delay: Duration::ZERO,
+        ..ger_node::FleetOptions::default()
+    };
+    let stop = tokio_util::sync::CancellationToken::new();
+    let mut cluster = crate::cluster::start(client.clone(), Some(fleet), stop.clone());
+    let nodes: Api<k8s_openapi::api::core::v1::Node> = Api::all(client.clone());
+    let t = Instant::now();
+    loop {
+        let n = nodes
+            .list(&Default::default())
+            .await
+            .map_err(|e| e.to_string())?;
+        if n.items.len() >= args.nodes {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    println!(
+        "ger bench pods ({} store)",
+        if args.in_memory { "memory" } else { "sqlite" }
+    );
+    println!("  {} nodes up in {}", args.nodes, ms(t.elapsed()));
+    let rs: ReplicaSet = serde_json::from_value(json!({
+        "metadata": {"name": "bench", "namespace": "default"},
+        "spec": {"replicas": args.pods, "selector": {"matchLabels": {"app": "bench"}},
+            "template": {"metadata": {"labels": {"app": "bench"}},
+                "spec": {"containers": [{"name": "c", "image": "registry.local/agent:v1"}]}}},
+    }))
+    .map_err(|e| e.to_string())?;
+    let api: Api<ReplicaSet> = Api::namespaced(client.clone(), "default");
+    let t = Instant::now();
+    api.create(&PostParams::default(), &rs)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut last_print = Instant::now();
+    let ready = loop {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let cur = api.get("bench").await.map_err(|e| e.to_string())?;
+        let status = cur.status.unwrap_or_default();
+        let ready = status.ready_replicas.unwrap_or(0);
+        if last_print.elapsed() > Duration::from_secs(2) {
+            println!(
+                "  … {:.1} s: {} pods, {} ready",
+                t.elapsed().as_secs_f64(),
+                status.replicas,
+                ready
+            );
+            last_print = Instant::now();
+        }
+        if ready as usize >= args.pods || t.elapsed() > Duration::from_secs(600) {
+            break ready;
+        }
+    };
+    let el = t.elapsed();
+    println!(
+        "  {} replicas over {} nodes: {} ready in {:.2} s ({:.0} pods/s)",
+        args.pods,
+        args.nodes,
+        ready,
+        el.as_secs_f64(),
+        f64::from(ready) / el.as_secs_f64()
+    );
+    match rss_mb() {
+        Some(mb) => println!("  RSS: {mb:.0} MB"),
+        None => println!("  RSS: unavailable"),
+    }
+    stop.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        while cluster.join_next().await.is_some() {}
+    })
+    .await;
+    Ok(())
 }

@@ -1,6 +1,7 @@
 //! `ger`: a Kubernetes-compatible control plane for rolling out workloads to fleets of nodes.
 
 mod bench;
+mod cluster;
 mod server;
 mod tls;
 
@@ -21,6 +22,8 @@ struct Cli {
 enum Command {
     /// Run the API server over the embedded store.
     Server(server::ServerArgs),
+    /// Run the controllers (and simulated nodes) against any API server.
+    Controllers(cluster::ControllersArgs),
     /// Measure ger and print figures.
     Bench(bench::BenchArgs),
 }
@@ -47,6 +50,7 @@ fn main() -> std::process::ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Server(args) => server::run(args).await.map_err(|e| e.to_string()),
+            Command::Controllers(args) => cluster::run_controllers(args).await,
             Command::Bench(args) => bench::run(args).await,
         }
     });

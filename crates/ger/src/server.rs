@@ -28,6 +28,11 @@ pub struct ServerArgs {
     /// Events of store history kept for watches that resume.
     #[arg(long, default_value_t = ger_store::DEFAULT_HISTORY)]
     pub history: usize,
+    /// Run no controllers and no simulated nodes: the API server alone.
+    #[arg(long)]
+    pub api_only: bool,
+    #[command(flatten)]
+    pub fleet: crate::cluster::FleetArgs,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -94,11 +99,22 @@ pub async fn run(args: ServerArgs) -> Result<(), ServerError> {
         wait_for_signal().await;
         signal.cancel();
     });
-    serve(listener, creds.tls, router(state), shutdown).await;
+    let app = router(state);
+    let mut cluster = if args.api_only {
+        tokio::task::JoinSet::new()
+    } else {
+        let client = crate::cluster::in_process_client(app.clone(), &creds.token);
+        crate::cluster::start(client, Some(args.fleet.options()), shutdown.clone())
+    };
+    serve(listener, creds.tls, app, shutdown).await;
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        while cluster.join_next().await.is_some() {}
+    })
+    .await;
     Ok(())
 }
 
-async fn wait_for_signal() {
+pub async fn wait_for_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};

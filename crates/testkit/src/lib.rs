@@ -29,6 +29,7 @@ pub fn kubectl_available() -> bool {
 /// A `ger server` child process with its own data directory and kubectl HOME.
 pub struct GerServer {
     bin: PathBuf,
+    extra: Vec<String>,
     child: Option<Child>,
     dir: tempfile::TempDir,
     pub data_dir: PathBuf,
@@ -40,12 +41,18 @@ pub struct GerServer {
 impl GerServer {
     /// Start `bin server` on a free port with a new data directory.
     pub fn start(bin: &Path) -> Self {
+        Self::start_with(bin, &[])
+    }
+
+    /// Start `bin server <extra…>` (the same flags again on restart).
+    pub fn start_with(bin: &Path, extra: &[&str]) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let data_dir = dir.path().join("data");
         let home = dir.path().join("home");
         std::fs::create_dir_all(&home).expect("home");
         let mut s = GerServer {
             bin: bin.to_path_buf(),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
             child: None,
             kubeconfig: data_dir.join("kubeconfig"),
             data_dir,
@@ -53,11 +60,11 @@ impl GerServer {
             dir,
             server: String::new(),
         };
-        s.spawn(&[]);
+        s.spawn();
         s
     }
 
-    fn spawn(&mut self, extra: &[&str]) {
+    fn spawn(&mut self) {
         let _ = std::fs::remove_file(&self.kubeconfig);
         let log = std::fs::File::create(self.dir.path().join("server.log")).expect("log");
         let child = Command::new(&self.bin)
@@ -66,7 +73,7 @@ impl GerServer {
             .arg(&self.data_dir)
             .arg("--listen")
             .arg(self.listen_addr())
-            .args(extra)
+            .args(&self.extra)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -110,7 +117,27 @@ impl GerServer {
     /// Start the server again on the same data directory and port.
     pub fn restart(&mut self) {
         self.kill9();
-        self.spawn(&[]);
+        self.spawn();
+    }
+
+    /// Run kubectl until its output satisfies `done` (or panic after `secs` seconds);
+    /// returns the last output.
+    pub fn wait_until(&self, args: &[&str], secs: u64, done: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let out = self.kubectl(args);
+            let text = String::from_utf8_lossy(&out.stdout).to_string();
+            if out.status.success() && done(&text) {
+                return text;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "kubectl {args:?} never satisfied the condition; last output:\n{text}{}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
     }
 
     /// Run kubectl with this server's kubeconfig and a fresh-per-server HOME.
