@@ -161,6 +161,8 @@ pub enum Write {
     Status,
     /// The server marking an object deleted: it may set `deletionTimestamp`.
     Deletion,
+    /// A pod's binding: sets `spec.nodeName` and the PodScheduled condition in one write.
+    Binding,
 }
 
 pub fn prepare_update(res: &Resource, cur: &Value, new: &mut Value, write: Write) {
@@ -202,7 +204,7 @@ pub fn prepare_update(res: &Resource, cur: &Value, new: &mut Value, write: Write
         write == Write::Deletion && cur_meta.get("deletionTimestamp").is_none_or(Value::is_null);
     m.remove("managedFields");
     m.remove("selfLink");
-    if res.has_status {
+    if res.has_status && write != Write::Binding {
         match cur.get("status") {
             Some(s) => new["status"] = s.clone(),
             None => {

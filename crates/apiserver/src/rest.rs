@@ -825,10 +825,11 @@ pub async fn guaranteed_update(
             admission::apply_defaults(res.kind, &mut new);
         }
         object::prepare_update(res, &cur, &mut new, write);
-        let errs = if status_write {
-            admission::validate_status(res.kind, &new, &cur)
-        } else {
-            admission::validate(res.kind, &new, Some(&cur))
+        let errs = match write {
+            Write::Status => admission::validate_status(res.kind, &new, &cur),
+            // The binding is the one way to set a pod's node: no update rules apply.
+            Write::Binding => admission::validate(res.kind, &new, None),
+            Write::Main | Write::Deletion => admission::validate(res.kind, &new, Some(&cur)),
         };
         invalid(res, name, errs)?;
         object::set_resource_version(&mut new, cur_rv.parse().unwrap_or(0));
@@ -841,11 +842,17 @@ pub async fn guaranteed_update(
         let expected = cur_rv.parse::<i64>().ok();
         let key = res.key(ns, name);
         let store = st.cache.store();
-        let written = if object::is_deleting(&new) && object::finalizers(&new).is_empty() {
-            store.delete(&key, expected).await
-        } else {
-            store.update(&key, store_bytes(&new), expected).await
-        };
+        // Gone once nothing holds it: no finalizers and no grace period still running (a
+        // pod on a node waits for its kubelet).
+        let grace_left = new["metadata"]["deletionGracePeriodSeconds"]
+            .as_i64()
+            .is_some_and(|g| g > 0);
+        let written =
+            if object::is_deleting(&new) && object::finalizers(&new).is_empty() && !grace_left {
+                store.delete(&key, expected).await
+            } else {
+                store.update(&key, store_bytes(&new), expected).await
+            };
         match written {
             Ok(kv) => {
                 st.cache.wait_for(kv.mod_revision).await;
@@ -1082,7 +1089,7 @@ async fn bind(st: &ApiState, req: &Request<'_>, name: &str) -> ApiResult<Respons
         res,
         req.namespace.as_deref(),
         name,
-        Write::Main,
+        Write::Binding,
         req.dry_run(),
         &|cur| {
             if let Some(existing) = cur["spec"]["nodeName"].as_str().filter(|n| !n.is_empty()) {
@@ -1101,27 +1108,13 @@ async fn bind(st: &ApiState, req: &Request<'_>, name: &str) -> ApiResult<Respons
             }
             let mut new = cur.clone();
             new["spec"]["nodeName"] = json!(node);
-            Ok(new)
-        },
-    )
-    .await?;
-    // The PodScheduled condition, as the binding registry sets it with the node.
-    guaranteed_update(
-        st,
-        res,
-        req.namespace.as_deref(),
-        name,
-        Write::Status,
-        req.dry_run(),
-        &|cur| {
-            let mut new = cur.clone();
+            // The PodScheduled condition, as the binding registry sets it with the node.
             let cond = json!({"type": "PodScheduled", "status": "True", "lastProbeTime": null,
-            "lastTransitionTime": object::now_rfc3339()});
-            let conds = new["status"]["conditions"]
+                "lastTransitionTime": object::now_rfc3339()});
+            let mut conds: Vec<Value> = new["status"]["conditions"]
                 .as_array()
                 .cloned()
-                .unwrap_or_default();
-            let mut conds: Vec<Value> = conds
+                .unwrap_or_default()
                 .into_iter()
                 .filter(|c| c["type"] != "PodScheduled")
                 .collect();

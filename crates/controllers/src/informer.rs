@@ -214,9 +214,7 @@ where
                 }
                 Ok(Event::Apply(obj)) => self.apply(obj),
                 Ok(Event::Delete(obj)) => {
-                    if let Some(old) = self.remove(&key_of(&obj)) {
-                        let _ = old;
-                    }
+                    self.remove(&key_of(&obj));
                     self.emit(Change::Deleted(&Arc::new(obj)));
                 }
                 Err(e) => tracing::debug!(error = %e, "watch failed; retrying"),

@@ -9,7 +9,10 @@ fn ger() -> Option<GerServer> {
     if !kubectl_available() {
         return None;
     }
-    Some(GerServer::start(Path::new(env!("CARGO_BIN_EXE_ger"))))
+    Some(GerServer::start_with(
+        Path::new(env!("CARGO_BIN_EXE_ger")),
+        &["--api-only"],
+    ))
 }
 
 fn fixture(name: &str) -> String {

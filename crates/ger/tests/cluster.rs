@@ -1,0 +1,425 @@
+//! A small working cluster, driven with real kubectl: simulated nodes, the scheduler, the
+//! ReplicaSet and ReplicationController controllers, garbage collection and events.
+
+use std::path::{Path, PathBuf};
+
+use ger_testkit::{GerServer, kubectl_available};
+
+fn cluster() -> Option<GerServer> {
+    cluster_with(&[])
+}
+
+fn cluster_with(extra: &[&str]) -> Option<GerServer> {
+    if !kubectl_available() {
+        return None;
+    }
+    let mut args = vec![
+        "--nodes",
+        "3",
+        "--create-delay-ms",
+        "100",
+        "--ready-delay-ms",
+        "100",
+        "--max-grace-seconds",
+        "1",
+    ];
+    args.extend_from_slice(extra);
+    Some(GerServer::start_with(
+        Path::new(env!("CARGO_BIN_EXE_ger")),
+        &args,
+    ))
+}
+
+fn fixture(name: &str) -> String {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+/// Rows of `kubectl get … --no-headers`, split into cells.
+fn rows(out: &str) -> Vec<Vec<String>> {
+    out.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| l.split_whitespace().map(String::from).collect())
+        .collect()
+}
+
+fn count_running(out: &str) -> usize {
+    rows(out)
+        .iter()
+        .filter(|r| {
+            r.get(1).map(String::as_str) == Some("1/1")
+                && r.get(2).map(String::as_str) == Some("Running")
+        })
+        .count()
+}
+
+#[test]
+fn replicaset_walkthrough() {
+    let Some(g) = cluster() else { return };
+    g.ok(&["apply", "-f", &fixture("rs-demo.yaml")]);
+    g.wait_until(&["get", "rs", "myapp", "--no-headers"], 30, |o| {
+        rows(o).first().is_some_and(|r| r[1..4] == ["2", "2", "2"])
+    });
+    let pods = g.ok(&["get", "pods", "-l", "app=myapp", "--no-headers"]);
+    for r in rows(&pods) {
+        assert!(
+            r[0].starts_with("myapp-") && r[0].len() == "myapp-".len() + 5,
+            "{pods}"
+        );
+        assert_eq!(r[1..3], ["1/1", "Running"], "{pods}");
+    }
+    // Scale up, then down: the pods ready for the shortest time go first (ready times are
+    // compared in log2 buckets of seconds, so let the first pods age a little).
+    let originals = g.ok(&["get", "pods", "-l", "app=myapp", "-o", "name"]);
+    std::thread::sleep(std::time::Duration::from_secs(4));
+    g.ok(&["scale", "rs", "myapp", "--replicas=5"]);
+    g.wait_until(
+        &["get", "pods", "-l", "app=myapp", "--no-headers"],
+        30,
+        |o| count_running(o) == 5,
+    );
+    g.ok(&["scale", "rs", "myapp", "--replicas=3"]);
+    g.wait_until(
+        &["get", "pods", "-l", "app=myapp", "--no-headers"],
+        30,
+        |o| rows(o).len() == 3,
+    );
+    let left = g.ok(&["get", "pods", "-l", "app=myapp", "-o", "name"]);
+    for pod in originals.lines() {
+        assert!(
+            left.contains(pod),
+            "the older pods stay: {pod} not in {left}"
+        );
+    }
+    // A new template applies to new pods only.
+    let text = std::fs::read_to_string(fixture("rs-demo.yaml")).unwrap();
+    let v2 = g.path("rs-v2.yaml");
+    std::fs::write(
+        &v2,
+        text.replace("replicas: 2", "replicas: 3")
+            .replace("myapp:v1", "myapp:v2"),
+    )
+    .unwrap();
+    g.ok(&["apply", "-f", v2.to_str().unwrap()]);
+    let images = g.ok(&[
+        "get",
+        "pods",
+        "-l",
+        "app=myapp",
+        "-o",
+        "jsonpath={.items[*].spec.containers[0].image}",
+    ]);
+    assert!(
+        images.split(' ').all(|i| i == "ikubernetes/myapp:v1"),
+        "{images}"
+    );
+    let victim = g.ok(&[
+        "get",
+        "pods",
+        "-l",
+        "app=myapp",
+        "-o",
+        "jsonpath={.items[0].metadata.name}",
+    ]);
+    g.ok(&["delete", "pod", &victim]);
+    g.wait_until(
+        &[
+            "get",
+            "pods",
+            "-l",
+            "app=myapp",
+            "-o",
+            "jsonpath={range .items[*]}{.spec.containers[0].image} {.status.phase}{\"\\n\"}{end}",
+        ],
+        30,
+        |o| {
+            o.lines()
+                .filter(|l| *l == "ikubernetes/myapp:v2 Running")
+                .count()
+                == 1
+                && o.lines().count() == 3
+        },
+    );
+    // Orphan the pods, then adopt them with a new ReplicaSet.
+    g.ok(&["delete", "rs", "myapp", "--cascade=orphan"]);
+    g.wait_until(&["get", "rs", "-o", "name"], 10, |o| o.trim().is_empty());
+    let owners = g.ok(&[
+        "get",
+        "pods",
+        "-l",
+        "app=myapp",
+        "-o",
+        "jsonpath={.items[*].metadata.ownerReferences}",
+    ]);
+    assert_eq!(owners.trim(), "", "orphans have no ownerReferences");
+    assert_eq!(
+        rows(&g.ok(&["get", "pods", "-l", "app=myapp", "--no-headers"])).len(),
+        3
+    );
+    g.ok(&["apply", "-f", v2.to_str().unwrap()]);
+    g.wait_until(
+        &[
+            "get",
+            "pods",
+            "-l",
+            "app=myapp",
+            "-o",
+            "jsonpath={range .items[*]}{.metadata.ownerReferences[0].name}{\"\\n\"}{end}",
+        ],
+        20,
+        |o| o.lines().count() == 3 && o.lines().all(|l| l == "myapp"),
+    );
+    // Events: describe shows what the controller did.
+    let d = g.ok(&["describe", "rs", "myapp"]);
+    assert!(d.contains("Events:"), "{d}");
+    let ev = g.ok(&[
+        "get",
+        "events",
+        "--field-selector",
+        "reason=SuccessfulCreate",
+        "-o",
+        "jsonpath={.items[*].message}",
+    ]);
+    assert!(ev.contains("Created pod: myapp-"), "{ev}");
+    // Background deletion removes the pods.
+    g.ok(&["delete", "rs", "myapp"]);
+    g.wait_until(&["get", "pods", "-l", "app=myapp", "-o", "name"], 30, |o| {
+        o.trim().is_empty()
+    });
+}
+
+#[test]
+fn foreground_deletion_waits_for_dependents() {
+    let Some(g) = cluster() else { return };
+    g.ok(&["apply", "-f", &fixture("rs-demo.yaml")]);
+    g.wait_until(
+        &["get", "pods", "-l", "app=myapp", "--no-headers"],
+        30,
+        |o| count_running(o) == 2,
+    );
+    g.ok(&[
+        "delete",
+        "rs",
+        "myapp",
+        "--cascade=foreground",
+        "--wait=false",
+    ]);
+    let during = g.ok(&[
+        "get",
+        "rs",
+        "myapp",
+        "-o",
+        "jsonpath={.metadata.deletionTimestamp} {.metadata.finalizers}",
+    ]);
+    assert!(during.contains("foregroundDeletion"), "{during}");
+    g.wait_until(&["get", "rs", "-o", "name"], 30, |o| o.trim().is_empty());
+    assert_eq!(
+        g.ok(&["get", "pods", "-l", "app=myapp", "-o", "name"])
+            .trim(),
+        ""
+    );
+}
+
+#[test]
+fn replication_controller_scales_and_cascades() {
+    let Some(g) = cluster() else { return };
+    g.ok(&["apply", "-f", &fixture("my-nginx-rc.yaml")]);
+    g.wait_until(&["get", "rc", "my-nginx", "--no-headers"], 30, |o| {
+        rows(o).first().is_some_and(|r| r[1..4] == ["5", "5", "5"])
+    });
+    g.ok(&["scale", "rc", "my-nginx", "--replicas=2"]);
+    g.wait_until(
+        &["get", "pods", "-l", "app=nginx", "--no-headers"],
+        30,
+        |o| rows(o).len() == 2,
+    );
+    let d = g.ok(&["describe", "rc", "my-nginx"]);
+    assert!(d.contains("SuccessfulDelete"), "{d}");
+    g.ok(&["delete", "rc", "my-nginx"]);
+    g.wait_until(&["get", "pods", "-l", "app=nginx", "-o", "name"], 30, |o| {
+        o.trim().is_empty()
+    });
+}
+
+fn pod_yaml(name: &str, extra_spec: &str, image: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\nspec:\n{extra_spec}  containers:\n  - name: c\n    image: {image}\n"
+    )
+}
+
+#[test]
+fn scheduling_follows_selectors_cordons_and_resources() {
+    let Some(g) = cluster() else { return };
+    g.wait_until(&["get", "nodes", "--no-headers"], 20, |o| {
+        rows(o).len() == 3
+    });
+    let apply = |name: &str, text: &str| {
+        let p = g.path(name);
+        std::fs::write(&p, text).unwrap();
+        g.ok(&["apply", "-f", p.to_str().unwrap()]);
+    };
+    apply(
+        "ssd.yaml",
+        &pod_yaml("ssd", "  nodeSelector:\n    disktype: ssd\n", "nginx"),
+    );
+    let msg = g.wait_until(
+        &[
+            "get",
+            "events",
+            "--field-selector",
+            "involvedObject.name=ssd,reason=FailedScheduling",
+            "-o",
+            "jsonpath={.items[*].message}",
+        ],
+        20,
+        |o| !o.is_empty(),
+    );
+    assert!(
+        msg.contains(
+            "0/3 nodes are available: 3 node(s) didn't match Pod's node affinity/selector."
+        ),
+        "{msg}"
+    );
+    let pending = g.ok(&["get", "pod", "ssd", "--no-headers"]);
+    assert_eq!(rows(&pending)[0][2], "Pending");
+    g.ok(&["label", "node", "node-1", "disktype=ssd"]);
+    let node = g.wait_until(
+        &[
+            "get",
+            "pod",
+            "ssd",
+            "-o",
+            "jsonpath={.spec.nodeName} {.status.phase}",
+        ],
+        30,
+        |o| o.ends_with("Running"),
+    );
+    assert_eq!(node, "node-1 Running");
+    // A cordoned node gets no new pods.
+    g.ok(&["cordon", "node-0"]);
+    for i in 0..6 {
+        apply(
+            &format!("p{i}.yaml"),
+            &pod_yaml(&format!("p{i}"), "", "nginx"),
+        );
+    }
+    let nodes = g.wait_until(
+        &[
+            "get",
+            "pods",
+            "-o",
+            "jsonpath={range .items[*]}{.spec.nodeName}{\"\\n\"}{end}",
+        ],
+        20,
+        |o| o.lines().filter(|l| !l.is_empty()).count() == 7,
+    );
+    assert!(!nodes.lines().any(|l| l == "node-0"), "{nodes}");
+    let st = g.ok(&["get", "node", "node-0", "--no-headers"]);
+    assert_eq!(rows(&st)[0][1], "Ready,SchedulingDisabled");
+    // More cpu than any node has.
+    apply(
+        "big.yaml",
+        &pod_yaml(
+            "big",
+            "",
+            "nginx\n    resources:\n      requests:\n        cpu: \"100\"",
+        ),
+    );
+    let cond = g.wait_until(
+        &[
+            "get",
+            "pod",
+            "big",
+            "-o",
+            "jsonpath={.status.conditions[?(@.type==\"PodScheduled\")].message}",
+        ],
+        20,
+        |o| !o.is_empty(),
+    );
+    assert!(cond.contains("Insufficient cpu"), "{cond}");
+    let d = g.ok(&["describe", "pod", "big"]);
+    assert!(
+        d.contains("FailedScheduling") && d.contains("Insufficient cpu"),
+        "{d}"
+    );
+}
+
+#[test]
+fn failing_pods_show_upstream_statuses() {
+    let Some(g) = cluster() else { return };
+    let apply = |name: &str, text: &str| {
+        let p = g.path(name);
+        std::fs::write(&p, text).unwrap();
+        g.ok(&["apply", "-f", p.to_str().unwrap()]);
+    };
+    apply("pull.yaml", &pod_yaml("pull", "", "nginx:1.0-missing"));
+    apply(
+        "crash.yaml",
+        &pod_yaml(
+            "crash",
+            "",
+            "busybox\n    command: [\"sh\", \"-c\", \"exit 1\"]",
+        ),
+    );
+    let pull = g.wait_until(&["get", "pod", "pull", "--no-headers"], 20, |o| {
+        rows(o)
+            .first()
+            .is_some_and(|r| r[2] == "ErrImagePull" || r[2] == "ImagePullBackOff")
+    });
+    assert_eq!(rows(&pull)[0][1], "0/1");
+    g.wait_until(&["get", "pod", "pull", "--no-headers"], 30, |o| {
+        rows(o).first().is_some_and(|r| r[2] == "ImagePullBackOff")
+    });
+    let crash = g.wait_until(&["get", "pod", "crash", "--no-headers"], 20, |o| {
+        rows(o).first().is_some_and(|r| r[2] == "CrashLoopBackOff")
+    });
+    let restarts: u32 = rows(&crash)[0][3].parse().unwrap();
+    assert!(restarts >= 1, "{crash}");
+    let d = g.ok(&["describe", "node", "node-0"]);
+    assert!(d.contains("kubelet is posting ready status"), "{d}");
+}
+
+#[test]
+fn kill_9_during_scale_up_ends_with_exact_count() {
+    let Some(mut g) = cluster_with(&["--node-pods", "500"]) else {
+        return;
+    };
+    g.wait_until(&["get", "nodes", "--no-headers"], 20, |o| {
+        rows(o).len() == 3
+    });
+    let rs = g.path("big-rs.yaml");
+    std::fs::write(
+        &rs,
+        "apiVersion: apps/v1\nkind: ReplicaSet\nmetadata:\n  name: many\nspec:\n  replicas: 1000\n  selector:\n    matchLabels:\n      app: many\n  template:\n    metadata:\n      labels:\n        app: many\n    spec:\n      containers:\n      - name: c\n        image: agent:v1\n",
+    )
+    .unwrap();
+    g.ok(&["apply", "-f", rs.to_str().unwrap()]);
+    g.wait_until(
+        &["get", "rs", "many", "-o", "jsonpath={.status.replicas}"],
+        30,
+        |o| o.parse::<u32>().is_ok_and(|n| n > 0),
+    );
+    g.kill9();
+    g.restart();
+    let out = g.wait_until(
+        &[
+            "get",
+            "rs",
+            "many",
+            "-o",
+            "jsonpath={.status.replicas} {.status.readyReplicas}",
+        ],
+        120,
+        |o| o == "1000 1000",
+    );
+    assert_eq!(out, "1000 1000");
+    let names = g.ok(&["get", "pods", "-l", "app=many", "-o", "name"]);
+    assert_eq!(
+        names.lines().count(),
+        1000,
+        "no extra pods after the restart"
+    );
+}
