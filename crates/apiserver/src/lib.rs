@@ -80,6 +80,20 @@ impl ApiState {
             token: opts.token.map(Arc::from),
         };
         st.ensure_namespaces().await?;
+        // Namespaces being deleted when the server stopped go on being emptied.
+        let res = resources::by_kind("Namespace").ok_or("namespaces are not served")?;
+        let terminating: Vec<String> = st
+            .cache
+            .resource(res)
+            .read()
+            .objects
+            .values()
+            .filter(|v| object::is_deleting(v))
+            .map(|v| object::name(v).to_string())
+            .collect();
+        for ns in terminating {
+            rest::start_namespace_finalizer(st.clone(), ns);
+        }
         Ok(st)
     }
 

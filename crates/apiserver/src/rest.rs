@@ -847,12 +847,20 @@ pub async fn guaranteed_update(
         let grace_left = new["metadata"]["deletionGracePeriodSeconds"]
             .as_i64()
             .is_some_and(|g| g > 0);
-        let written =
-            if object::is_deleting(&new) && object::finalizers(&new).is_empty() && !grace_left {
-                store.delete(&key, expected).await
-            } else {
-                store.update(&key, store_bytes(&new), expected).await
-            };
+        // A namespace is also held by its spec.finalizers until it is empty.
+        let ns_held = res.kind == "Namespace"
+            && new["spec"]["finalizers"]
+                .as_array()
+                .is_some_and(|f| !f.is_empty());
+        let gone = object::is_deleting(&new)
+            && object::finalizers(&new).is_empty()
+            && !grace_left
+            && !ns_held;
+        let written = if gone {
+            store.delete(&key, expected).await
+        } else {
+            store.update(&key, store_bytes(&new), expected).await
+        };
         match written {
             Ok(kv) => {
                 st.cache.wait_for(kv.mod_revision).await;
@@ -1355,25 +1363,33 @@ fn deleted_response(res: &Resource, gone: &Value) -> Value {
 
 /// The namespace controller's work: delete everything in a terminating namespace, then the
 /// namespace itself (by removing its `kubernetes` finalizer).
-fn start_namespace_finalizer(st: ApiState, ns: String) {
+/// Empty a namespace being deleted, as the namespace controller does: delete everything in
+/// it (pods get their grace period), and remove the namespace once nothing is left.
+pub fn start_namespace_finalizer(st: ApiState, ns: String) {
     tokio::spawn(async move {
-        for _round in 0..600 {
+        for round in 0u64.. {
             let mut left = 0;
             for res in resources::RESOURCES.iter().filter(|r| r.namespaced) {
-                let keys: Vec<String> = {
+                let (keys, deleting) = {
                     let rc = st.cache.resource(res);
                     let rc = rc.read();
                     let prefix = format!("{}{ns}/", res.prefix());
-                    rc.objects
+                    let objs: Vec<&Arc<Value>> = rc
+                        .objects
                         .range::<String, _>(prefix.clone()..)
                         .take_while(|(k, _)| k.starts_with(&prefix))
-                        .map(|(_, v)| object::name(v).to_string())
-                        .collect()
+                        .map(|(_, v)| v)
+                        .collect();
+                    let keys: Vec<String> = objs
+                        .iter()
+                        .filter(|v| !object::is_deleting(v))
+                        .map(|v| object::name(v).to_string())
+                        .collect();
+                    (keys, objs.len())
                 };
-                left += keys.len();
+                left += deleting;
                 for name in keys {
                     let opts = DeleteOptions {
-                        grace_period_seconds: Some(0),
                         propagation_policy: Some("Background".into()),
                         ..Default::default()
                     };
@@ -1398,7 +1414,9 @@ fn start_namespace_finalizer(st: ApiState, ns: String) {
                 }
                 return;
             }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            // Quick rounds first; then pods may be waiting for a kubelet that is away.
+            let pause = if round < 100 { 100 } else { 2000 };
+            tokio::time::sleep(Duration::from_millis(pause)).await;
         }
     });
 }

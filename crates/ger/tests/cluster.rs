@@ -423,3 +423,57 @@ fn kill_9_during_scale_up_ends_with_exact_count() {
         "no extra pods after the restart"
     );
 }
+
+#[test]
+fn nodes_join_and_namespaces_empty_on_delete() {
+    let Some(g) = cluster() else { return };
+    // A user-added simulated node comes up Ready with a kubelet's events.
+    let node = g.path("node.yaml");
+    std::fs::write(
+        &node,
+        "apiVersion: v1\nkind: Node\nmetadata:\n  name: edge-1\n  labels:\n    kubernetes.io/hostname: edge-1\n  annotations:\n    node.ger.io/simulated: \"true\"\n",
+    )
+    .unwrap();
+    g.ok(&["apply", "-f", node.to_str().unwrap()]);
+    g.wait_until(&["get", "node", "edge-1", "--no-headers"], 20, |o| {
+        rows(o).first().is_some_and(|r| r[1] == "Ready")
+    });
+    let d = g.wait_until(&["describe", "node", "edge-1"], 20, |o| {
+        o.contains("NodeReady")
+    });
+    assert!(d.contains("Starting kubelet."), "{d}");
+    g.wait_until(
+        &[
+            "get",
+            "lease",
+            "edge-1",
+            "-n",
+            "kube-node-lease",
+            "-o",
+            "name",
+        ],
+        20,
+        |o| !o.is_empty(),
+    );
+    g.ok(&["delete", "node", "edge-1"]);
+    // Deleting a namespace deletes what is in it, pods given their grace period.
+    g.kubectl_with(
+        &["apply", "-f", "-"],
+        Some(r#"{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"team"}}"#),
+        &[],
+    );
+    g.ok(&["apply", "-n", "team", "-f", &fixture("my-nginx-rc.yaml")]);
+    g.wait_until(&["get", "pods", "-n", "team", "--no-headers"], 30, |o| {
+        count_running(o) == 5
+    });
+    g.ok(&["delete", "ns", "team", "--wait=false"]);
+    let phase = g.ok(&["get", "ns", "team", "-o", "jsonpath={.status.phase}"]);
+    assert_eq!(phase, "Terminating");
+    g.wait_until(&["get", "ns", "-o", "name"], 30, |o| {
+        !o.contains("namespace/team")
+    });
+    assert_eq!(
+        g.ok(&["get", "pods", "-n", "team", "-o", "name"]).trim(),
+        ""
+    );
+}

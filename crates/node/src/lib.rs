@@ -19,9 +19,11 @@ use serde_json::json;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use ger_controllers::events::Recorder;
 use ger_controllers::informer::{Change, Informer, key_of};
 use ger_controllers::queue::{Outcome, Queue};
 use ger_controllers::replicaset::{api_message, is_not_found};
+use k8s_openapi::api::core::v1::ObjectReference;
 
 pub use lifecycle::{Plan, Stage};
 
@@ -80,6 +82,7 @@ pub struct Fleet {
     pods: Arc<Informer<Pod>>,
     simulated: RwLock<HashMap<String, NodeInfo>>,
     queue: Arc<Queue>,
+    recorder: Recorder,
 }
 
 fn is_simulated(node: &Node) -> bool {
@@ -119,12 +122,13 @@ impl Fleet {
         pods: Arc<Informer<Pod>>,
     ) -> Arc<Fleet> {
         let fleet = Arc::new(Fleet {
-            client,
             opts,
             nodes,
             pods,
             simulated: RwLock::new(HashMap::new()),
             queue: Queue::new(),
+            recorder: Recorder::new(client.clone(), "kubelet", None),
+            client,
         });
         let weak = Arc::downgrade(&fleet);
         fleet.nodes.on_change(move |change| {
@@ -184,6 +188,7 @@ impl Fleet {
             .and_then(|s| s.conditions.as_ref())
             .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
         if !ready {
+            self.started_events(&name);
             let api: Api<Node> = Api::all(self.client.clone());
             let status = lifecycle::node_status(&node_ip(index), &self.opts);
             tokio::spawn(async move {
@@ -195,6 +200,31 @@ impl Fleet {
                     tracing::debug!(error = %api_message(&e), "node status not written");
                 }
             });
+        }
+    }
+
+    /// What a kubelet reports when it starts and its node becomes ready.
+    fn started_events(&self, node: &str) {
+        // The kubelet names its node by name, uid included.
+        let oref = ObjectReference {
+            kind: Some("Node".into()),
+            name: Some(node.to_string()),
+            uid: Some(node.to_string()),
+            ..Default::default()
+        };
+        self.recorder
+            .normal(oref.clone(), "Starting", "Starting kubelet.".into());
+        for reason in [
+            "NodeHasSufficientMemory",
+            "NodeHasNoDiskPressure",
+            "NodeHasSufficientPID",
+            "NodeReady",
+        ] {
+            self.recorder.normal(
+                oref.clone(),
+                reason,
+                format!("Node {node} status is now: {reason}"),
+            );
         }
     }
 
@@ -210,7 +240,7 @@ impl Fleet {
         for i in 0..self.opts.nodes {
             let node = node_object(&format!("node-{i}"), i, &self.opts);
             match api.create(&PostParams::default(), &node).await {
-                Ok(_) => {}
+                Ok(n) => self.started_events(&n.name_any()),
                 Err(kube::Error::Api(s)) if s.code == 409 => {}
                 Err(e) => tracing::warn!(error = %api_message(&e), "node not created"),
             }
