@@ -83,6 +83,9 @@ pub struct Fleet {
     simulated: RwLock<HashMap<String, NodeInfo>>,
     queue: Arc<Queue>,
     recorder: Recorder,
+    /// Pods waiting out a stage: not to be stepped again before this instant, whatever
+    /// update wakes them (their own status writes do).
+    not_before: parking_lot::Mutex<HashMap<String, std::time::Instant>>,
 }
 
 fn is_simulated(node: &Node) -> bool {
@@ -128,6 +131,7 @@ impl Fleet {
             simulated: RwLock::new(HashMap::new()),
             queue: Queue::new(),
             recorder: Recorder::new(client.clone(), "kubelet", None),
+            not_before: parking_lot::Mutex::new(HashMap::new()),
             client,
         });
         let weak = Arc::downgrade(&fleet);
@@ -322,14 +326,27 @@ impl Fleet {
     /// Take a pod one stage further; schedule the next.
     async fn step(&self, key: &str) -> Result<Outcome, String> {
         let Some(pod) = self.pods.get(key) else {
+            self.not_before.lock().remove(key);
             return Ok(Outcome::Done);
         };
         if !self.runs(&pod) {
+            self.not_before.lock().remove(key);
             return Ok(Outcome::Done);
+        }
+        if pod.metadata.deletion_timestamp.is_none() {
+            let wait = self
+                .not_before
+                .lock()
+                .get(key)
+                .map(|t| t.saturating_duration_since(std::time::Instant::now()));
+            if let Some(w) = wait.filter(|w| !w.is_zero()) {
+                return Ok(Outcome::RequeueAfter(w));
+            }
         }
         let ns = pod.namespace().unwrap_or_default();
         let api: Api<Pod> = Api::namespaced(self.client.clone(), &ns);
         if let Some(deleted_at) = pod.metadata.deletion_timestamp.as_ref() {
+            self.not_before.lock().remove(key);
             let grace = pod
                 .metadata
                 .deletion_grace_period_seconds
@@ -388,6 +405,17 @@ impl Fleet {
             Err(e) if is_not_found(&e) => return Ok(Outcome::Done),
             Err(e) => return Err(api_message(&e)),
         }
-        Ok(plan.next.map_or(Outcome::Done, Outcome::RequeueAfter))
+        match plan.next {
+            Some(d) => {
+                self.not_before
+                    .lock()
+                    .insert(key.to_string(), std::time::Instant::now() + d);
+                Ok(Outcome::RequeueAfter(d))
+            }
+            None => {
+                self.not_before.lock().remove(key);
+                Ok(Outcome::Done)
+            }
+        }
     }
 }
