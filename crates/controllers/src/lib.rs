@@ -2,6 +2,7 @@
 //! queues, so the same code runs in-process in `ger server` and against any API server
 //! (`ger controllers --kubeconfig F`).
 
+pub mod deployment;
 pub mod events;
 pub mod expectations;
 pub mod gc;
@@ -84,7 +85,14 @@ pub fn start(client: Client, inf: &Informers, stop: CancellationToken) -> JoinSe
     gc.watch(&inf.deployments);
     gc.watch(&inf.daemonsets);
     gc.watch(&inf.revisions);
+    let deployments = deployment::DeploymentController::new(
+        client.clone(),
+        inf.deployments.clone(),
+        inf.replicasets.clone(),
+        inf.pods.clone(),
+    );
     let mut set = JoinSet::new();
+    set.spawn(deployments.run(WORKERS, stop.clone()));
     set.spawn(rs.run(WORKERS, stop.clone()));
     set.spawn(rc.run(WORKERS, stop.clone()));
     set.spawn(scheduler.run(stop.clone()));
