@@ -282,6 +282,13 @@ async fn list(st: &ApiState, req: &Request<'_>) -> ApiResult<Response> {
             .map_err(|_| ApiError::bad_request(format!("invalid limit: {l}")))?,
         None => 0,
     };
+    // As the watch cache upstream: resourceVersion=0 is served whole, limit ignored, so that
+    // an informer's list is one consistent snapshot (our continue tokens are not).
+    let limit = if req.q("resourceVersion") == Some("0") && req.q("continue").is_none() {
+        0
+    } else {
+        limit
+    };
     let start_after = match req.q("continue") {
         Some(c) => Some(unhex(c).ok_or_else(|| {
             ApiError::bad_request("continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)")

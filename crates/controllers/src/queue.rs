@@ -100,6 +100,9 @@ impl Queue {
     async fn get(&self) -> Option<String> {
         loop {
             let notified = self.notify.notified();
+            tokio::pin!(notified);
+            // Registered before looking, so an add in between is not missed.
+            notified.as_mut().enable();
             {
                 let mut s = self.state.lock();
                 if s.shut {
@@ -148,7 +151,15 @@ impl Queue {
             let reconcile = reconcile.clone();
             tasks.push(tokio::spawn(async move {
                 while let Some(key) = q.get().await {
-                    match reconcile(key.clone()).await {
+                    // A panicking sync must not take the worker (and its key) with it.
+                    let run = std::panic::AssertUnwindSafe(reconcile(key.clone()));
+                    let Ok(result) = futures::FutureExt::catch_unwind(run).await else {
+                        tracing::error!(%key, "sync panicked; retrying");
+                        q.add_rate_limited(&key);
+                        q.done(&key);
+                        continue;
+                    };
+                    match result {
                         Ok(Outcome::Done) => q.forget(&key),
                         Ok(Outcome::RequeueAfter(d)) => {
                             q.forget(&key);

@@ -76,78 +76,49 @@ fn uid(p: &Pod) -> &str {
     p.metadata.uid.as_deref().unwrap_or("")
 }
 
-/// Compare two times as the ranking does: log buckets with a UID tiebreak (newer first).
-fn compare_times(
-    a: (&Pod, Option<DateTime<Utc>>),
-    b: (&Pod, Option<DateTime<Utc>>),
-    now: DateTime<Utc>,
-) -> Ordering {
-    match (a.1, b.1) {
-        (Some(ta), Some(tb)) => {
-            let (ba, bb) = (log_bucket(now, ta), log_bucket(now, tb));
-            if ba != bb {
-                ba.cmp(&bb)
-            } else {
-                uid(a.0).cmp(uid(b.0))
-            }
-        }
-        (None, Some(_)) => Ordering::Less,
-        (Some(_), None) => Ordering::Greater,
-        (None, None) => Ordering::Equal,
+/// A time as the ranking compares it: zero first, then by log2 bucket of its age, ties by
+/// pod UID.
+fn time_key(p: &Pod, t: Option<DateTime<Utc>>, now: DateTime<Utc>) -> (u8, i64, String) {
+    match t {
+        None => (0, 0, String::new()),
+        Some(t) => (1, log_bucket(now, t), uid(p).to_string()),
     }
+}
+
+/// The deletion order as a sort key (`ActivePodsWithRanks.Less` made a total order: each
+/// rule is one component, compared in turn; smaller goes first).
+type RankKey = (
+    u8,
+    u8,
+    bool,
+    i32,
+    std::cmp::Reverse<usize>,
+    Option<(u8, i64, String)>,
+    std::cmp::Reverse<i32>,
+    std::cmp::Reverse<i32>,
+    (u8, i64, String),
+);
+
+fn sort_key(p: &Pod, rank: usize, now: DateTime<Utc>) -> RankKey {
+    let ready = pods::is_ready(p);
+    let ready_time = ready.then(|| time_key(p, pods::ready_since(p).flatten(), now));
+    let created = p.metadata.creation_timestamp.as_ref().map(|t| t.0);
+    (
+        u8::from(!node_name(p).is_empty()),
+        phase_rank(p),
+        ready,
+        deletion_cost(p),
+        std::cmp::Reverse(rank),
+        ready_time,
+        std::cmp::Reverse(max_restarts(p, false)),
+        std::cmp::Reverse(max_restarts(p, true)),
+        time_key(p, created, now),
+    )
 }
 
 /// `Less(i, j)` as an ordering: `Less` means `a` should be deleted before `b`.
 pub fn compare(a: &Pod, ra: usize, b: &Pod, rb: usize, now: DateTime<Utc>) -> Ordering {
-    let (na, nb) = (node_name(a), node_name(b));
-    if na != nb && (na.is_empty() || nb.is_empty()) {
-        return if na.is_empty() {
-            Ordering::Less
-        } else {
-            Ordering::Greater
-        };
-    }
-    let by = phase_rank(a).cmp(&phase_rank(b));
-    if by != Ordering::Equal {
-        return by;
-    }
-    let (ready_a, ready_b) = (pods::is_ready(a), pods::is_ready(b));
-    if ready_a != ready_b {
-        return if ready_a {
-            Ordering::Greater
-        } else {
-            Ordering::Less
-        };
-    }
-    let by = deletion_cost(a).cmp(&deletion_cost(b));
-    if by != Ordering::Equal {
-        return by;
-    }
-    if ra != rb {
-        return rb.cmp(&ra);
-    }
-    if ready_a && ready_b {
-        let ta = pods::ready_since(a).flatten();
-        let tb = pods::ready_since(b).flatten();
-        if ta != tb {
-            let by = compare_times((a, ta), (b, tb), now);
-            if by != Ordering::Equal {
-                return by;
-            }
-        }
-    }
-    for sidecars in [false, true] {
-        let by = max_restarts(b, sidecars).cmp(&max_restarts(a, sidecars));
-        if by != Ordering::Equal {
-            return by;
-        }
-    }
-    let ca = a.metadata.creation_timestamp.as_ref().map(|t| t.0);
-    let cb = b.metadata.creation_timestamp.as_ref().map(|t| t.0);
-    if ca != cb {
-        return compare_times((a, ca), (b, cb), now);
-    }
-    Ordering::Equal
+    sort_key(a, ra, now).cmp(&sort_key(b, rb, now))
 }
 
 /// Pick `n` victims among `pods` (`getPodsToDelete`); `rank` gives each pod's rank.
@@ -160,9 +131,12 @@ pub fn pods_to_delete<'a>(
     if n >= pods.len() {
         return pods.to_vec();
     }
-    let mut ranked: Vec<(&Pod, usize)> = pods.iter().map(|p| (*p, rank(p))).collect();
-    ranked.sort_by(|(a, ra), (b, rb)| compare(a, *ra, b, *rb, now));
-    ranked.into_iter().take(n).map(|(p, _)| p).collect()
+    let mut ranked: Vec<(RankKey, &Pod)> = pods
+        .iter()
+        .map(|p| (sort_key(p, rank(p), now), *p))
+        .collect();
+    ranked.sort_by(|a, b| a.0.cmp(&b.0));
+    ranked.into_iter().take(n).map(|(_, p)| p).collect()
 }
 
 #[cfg(test)]

@@ -310,6 +310,14 @@ impl<O: ReplicaOwner> ReplicaController<O> {
             .filter(|p| pods::is_active(p))
             .collect();
         let active = self.claim(&owner, candidates).await;
+        tracing::trace!(
+            %key,
+            generation = ?owner.meta().generation,
+            want = owner.replicas(),
+            active = active.len(),
+            needs_sync,
+            "sync"
+        );
         let manage = if needs_sync && owner.meta().deletion_timestamp.is_none() {
             self.manage(key, &owner, &active).await
         } else {

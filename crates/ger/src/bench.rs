@@ -7,6 +7,9 @@
 //! `ger bench pods` runs the whole cluster in-process (API server over SQLite, controllers,
 //! scheduler, simulated nodes with zero stage delays) and times one ReplicaSet of `--pods`
 //! replicas over `--nodes` nodes until every pod is Ready.
+//!
+//! `ger bench deployment` does the same for 100 Deployments × 100 replicas, then changes the
+//! image of all of them and times the rollouts until every one is complete.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -36,7 +39,10 @@ pub struct BenchArgs {
     /// Keep the store in memory instead of SQLite.
     #[arg(long)]
     pub in_memory: bool,
-    /// Simulated nodes (`pods`).
+    /// Deployments (`deployment`; each gets `--pods` / this many replicas).
+    #[arg(long, default_value_t = 100)]
+    pub deployments: usize,
+    /// Simulated nodes (`pods`, `deployment`).
     #[arg(long, default_value_t = 100)]
     pub nodes: usize,
 }
@@ -45,8 +51,9 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
     match args.target.as_str() {
         "apiserver" => apiserver(args).await,
         "pods" => pods(args).await,
+        "deployment" => deployment(args).await,
         other => Err(format!(
-            "unknown benchmark {other:?} (known: apiserver, pods)"
+            "unknown benchmark {other:?} (known: apiserver, pods, deployment)"
         )),
     }
 }
@@ -301,10 +308,20 @@ fn bench_tag(line: &[u8]) -> Option<&str> {
     std::str::from_utf8(&line[start..start + len]).ok()
 }
 
-async fn pods(args: BenchArgs) -> Result<(), String> {
-    use k8s_openapi::api::apps::v1::ReplicaSet;
-    use kube::api::{Api, PostParams};
-
+/// An in-process cluster for the benchmarks: API server, controllers, `nodes` simulated
+/// nodes with zero stage delays and room for `per_node` pods each.
+async fn bench_cluster(
+    args: &BenchArgs,
+    per_node: u32,
+) -> Result<
+    (
+        tempfile::TempDir,
+        kube::Client,
+        tokio_util::sync::CancellationToken,
+        tokio::task::JoinSet<()>,
+    ),
+    String,
+> {
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let store: ger_store::DynStore = if args.in_memory {
         Arc::new(ger_store::MvccStore::memory(ger_store::DEFAULT_HISTORY))
@@ -324,7 +341,6 @@ async fn pods(args: BenchArgs) -> Result<(), String> {
     .await?;
     let app = router(state);
     let client = crate::cluster::in_process_client(app, "bench");
-    let per_node = args.pods.div_ceil(args.nodes.max(1)) as u32 + 10;
     let fleet = ger_node::FleetOptions {
         nodes: args.nodes,
         max_pods: per_node.max(110),
@@ -333,8 +349,8 @@ async fn pods(args: BenchArgs) -> Result<(), String> {
         ..ger_node::FleetOptions::default()
     };
     let stop = tokio_util::sync::CancellationToken::new();
-    let mut cluster = crate::cluster::start(client.clone(), Some(fleet), stop.clone());
-    let nodes: Api<k8s_openapi::api::core::v1::Node> = Api::all(client.clone());
+    let cluster = crate::cluster::start(client.clone(), Some(fleet), stop.clone());
+    let nodes: kube::Api<k8s_openapi::api::core::v1::Node> = kube::Api::all(client.clone());
     let t = Instant::now();
     loop {
         let n = nodes
@@ -346,11 +362,31 @@ async fn pods(args: BenchArgs) -> Result<(), String> {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    println!("  {} nodes up in {}", args.nodes, ms(t.elapsed()));
+    Ok((dir, client, stop, cluster))
+}
+
+async fn stop_cluster(
+    stop: tokio_util::sync::CancellationToken,
+    mut cluster: tokio::task::JoinSet<()>,
+) {
+    stop.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        while cluster.join_next().await.is_some() {}
+    })
+    .await;
+}
+
+async fn pods(args: BenchArgs) -> Result<(), String> {
+    use k8s_openapi::api::apps::v1::ReplicaSet;
+    use kube::api::{Api, PostParams};
+
     println!(
         "ger bench pods ({} store)",
         if args.in_memory { "memory" } else { "sqlite" }
     );
-    println!("  {} nodes up in {}", args.nodes, ms(t.elapsed()));
+    let per_node = args.pods.div_ceil(args.nodes.max(1)) as u32 + 10;
+    let (_dir, client, stop, cluster) = bench_cluster(&args, per_node).await?;
     let rs: ReplicaSet = serde_json::from_value(json!({
         "metadata": {"name": "bench", "namespace": "default"},
         "spec": {"replicas": args.pods, "selector": {"matchLabels": {"app": "bench"}},
@@ -395,10 +431,140 @@ async fn pods(args: BenchArgs) -> Result<(), String> {
         Some(mb) => println!("  RSS: {mb:.0} MB"),
         None => println!("  RSS: unavailable"),
     }
-    stop.cancel();
-    let _ = tokio::time::timeout(Duration::from_secs(2), async {
-        while cluster.join_next().await.is_some() {}
-    })
-    .await;
+    stop_cluster(stop, cluster).await;
+    Ok(())
+}
+
+async fn deployment(args: BenchArgs) -> Result<(), String> {
+    use k8s_openapi::api::apps::v1::Deployment;
+    use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+
+    let deployments = args.deployments.max(1);
+    let replicas = args.pods / deployments;
+    println!(
+        "ger bench deployment ({} store)",
+        if args.in_memory { "memory" } else { "sqlite" }
+    );
+    let per_node = (deployments * replicas * 2).div_ceil(args.nodes.max(1)) as u32;
+    let (_dir, client, stop, cluster) = bench_cluster(&args, per_node).await?;
+    let api: Api<Deployment> = Api::namespaced(client.clone(), "default");
+    let t = Instant::now();
+    for i in 0..deployments {
+        let d: Deployment = serde_json::from_value(json!({
+            "metadata": {"name": format!("app-{i}"), "namespace": "default"},
+            "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": format!("app-{i}")}},
+                "template": {"metadata": {"labels": {"app": format!("app-{i}")}},
+                    "spec": {"containers": [{"name": "c", "image": "registry.local/agent:v1"}]}}},
+        }))
+        .map_err(|e| e.to_string())?;
+        api.create(&PostParams::default(), &d)
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    let complete = |list: &[Deployment]| {
+        list.iter()
+            .filter(|d| {
+                let s = d.status.clone().unwrap_or_default();
+                let want = replicas as i32;
+                s.updated_replicas == Some(want)
+                    && s.replicas == Some(want)
+                    && s.available_replicas == Some(want)
+                    && s.observed_generation >= d.metadata.generation
+            })
+            .count()
+    };
+    let wait_all = |label: &'static str, t: Instant| {
+        let api = api.clone();
+        async move {
+            let mut last = Instant::now();
+            loop {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                let list = api
+                    .list(&ListParams::default())
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let done = complete(&list.items);
+                if last.elapsed() > Duration::from_secs(2) {
+                    println!(
+                        "  … {label} {:.1} s: {done}/{deployments} complete",
+                        t.elapsed().as_secs_f64()
+                    );
+                    last = Instant::now();
+                }
+                if done == deployments || t.elapsed() > Duration::from_secs(600) {
+                    return Ok::<usize, String>(done);
+                }
+                if t.elapsed() > Duration::from_secs(10)
+                    && std::env::var_os("GER_BENCH_DEBUG").is_some()
+                {
+                    if let Some(d) = list
+                        .items
+                        .iter()
+                        .find(|d| complete(std::slice::from_ref(*d)) == 0)
+                    {
+                        println!(
+                            "  stuck: {} gen {:?} {}",
+                            d.metadata.name.clone().unwrap_or_default(),
+                            d.metadata.generation,
+                            serde_json::to_string(&d.status).unwrap_or_default()
+                        );
+                        let rs: kube::Api<k8s_openapi::api::apps::v1::ReplicaSet> =
+                            kube::Api::namespaced(api.clone().into_client(), "default");
+                        for r in rs
+                            .list(&ListParams::default())
+                            .await
+                            .map_err(|e| e.to_string())?
+                            .items
+                        {
+                            if r.metadata
+                                .name
+                                .as_deref()
+                                .unwrap_or("")
+                                .starts_with(&format!(
+                                    "{}-",
+                                    d.metadata.name.clone().unwrap_or_default()
+                                ))
+                            {
+                                println!(
+                                    "    {} spec {:?} status {}",
+                                    r.metadata.name.clone().unwrap_or_default(),
+                                    r.spec.as_ref().and_then(|s| s.replicas),
+                                    serde_json::to_string(&r.status).unwrap_or_default()
+                                );
+                            }
+                        }
+                    }
+                    return Ok(done);
+                }
+            }
+        }
+    };
+    let done = wait_all("create", t).await?;
+    println!(
+        "  {deployments} deployments × {replicas} replicas over {} nodes: {done} available in {:.2} s",
+        args.nodes,
+        t.elapsed().as_secs_f64()
+    );
+    let t = Instant::now();
+    for i in 0..deployments {
+        let patch = json!({"spec": {"template": {"spec": {"containers": [{"name": "c", "image": "registry.local/agent:v2"}]}}}});
+        api.patch(
+            &format!("app-{i}"),
+            &PatchParams::default(),
+            &Patch::Strategic(&patch),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    }
+    let done = wait_all("rollout", t).await?;
+    println!(
+        "  image change on all: {done} rollouts complete in {:.2} s",
+        t.elapsed().as_secs_f64()
+    );
+    match rss_mb() {
+        Some(mb) => println!("  RSS: {mb:.0} MB"),
+        None => println!("  RSS: unavailable"),
+    }
+    stop_cluster(stop, cluster).await;
     Ok(())
 }

@@ -402,7 +402,12 @@ mod tests {
 
     #[test]
     fn fenceposts_table() {
-        type Case<'a> = (Option<&'a str>, Option<&'a str>, i32, Result<(i32, i32), ()>);
+        type Case<'a> = (
+            Option<&'a str>,
+            Option<&'a str>,
+            i32,
+            Result<(i32, i32), ()>,
+        );
         let cases: [Case; 7] = [
             (Some("0%"), Some("0%"), 0, Ok((0, 1))),
             (Some("39%"), Some("39%"), 10, Ok((4, 3))),
