@@ -24,7 +24,7 @@ use tokio::sync::{broadcast, watch};
 use crate::resources::{RESOURCES, Resource};
 
 /// Events kept per resource for watches that resume from a recent resourceVersion.
-pub const DEFAULT_RING: usize = 10_000;
+pub const DEFAULT_RING: usize = 1_000;
 /// How far a watcher may fall behind before it is dropped.
 const BROADCAST: usize = 16_384;
 

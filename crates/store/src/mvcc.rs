@@ -18,7 +18,7 @@ use crate::{
 };
 
 /// How many events of history are kept in memory for watches and past-revision lists.
-pub const DEFAULT_HISTORY: usize = 20_000;
+pub const DEFAULT_HISTORY: usize = 10_000;
 
 pub(crate) struct State {
     pub(crate) rev: Revision,
