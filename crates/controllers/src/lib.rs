@@ -2,11 +2,13 @@
 //! queues, so the same code runs in-process in `ger server` and against any API server
 //! (`ger controllers --kubeconfig F`).
 
+pub mod daemonset;
 pub mod deployment;
 pub mod events;
 pub mod expectations;
 pub mod gc;
 pub mod informer;
+pub mod podgc;
 pub mod pods;
 pub mod queue;
 pub mod ranking;
@@ -91,7 +93,17 @@ pub fn start(client: Client, inf: &Informers, stop: CancellationToken) -> JoinSe
         inf.replicasets.clone(),
         inf.pods.clone(),
     );
+    let daemonsets = daemonset::DaemonSetController::new(
+        client.clone(),
+        inf.daemonsets.clone(),
+        inf.pods.clone(),
+        inf.nodes.clone(),
+        inf.revisions.clone(),
+    );
+    let podgc = podgc::PodGc::new(client.clone(), inf.pods.clone(), inf.nodes.clone());
     let mut set = JoinSet::new();
+    set.spawn(podgc.run(stop.clone()));
+    set.spawn(daemonsets.run(WORKERS, stop.clone()));
     set.spawn(deployments.run(WORKERS, stop.clone()));
     set.spawn(rs.run(WORKERS, stop.clone()));
     set.spawn(rc.run(WORKERS, stop.clone()));

@@ -1,0 +1,358 @@
+//! DaemonSets driven with real kubectl: the seed walkthroughs, node eligibility, OnDelete,
+//! history and undo, a broken template, the surge path.
+
+#![allow(clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+
+use ger_testkit::{GerServer, kubectl_available};
+
+fn cluster() -> Option<GerServer> {
+    if !kubectl_available() {
+        return None;
+    }
+    Some(GerServer::start_with(
+        Path::new(env!("CARGO_BIN_EXE_ger")),
+        &[
+            "--nodes",
+            "3",
+            "--create-delay-ms",
+            "100",
+            "--ready-delay-ms",
+            "100",
+            "--max-grace-seconds",
+            "1",
+        ],
+    ))
+}
+
+fn fixture(name: &str) -> String {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+fn rows(out: &str) -> Vec<Vec<String>> {
+    out.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| l.split_whitespace().map(String::from).collect())
+        .collect()
+}
+
+/// (node, image) of every pod not being deleted, sorted.
+fn placements(g: &GerServer, selector: &str) -> Vec<(String, String)> {
+    let out = g.ok(&["get", "pods", "-l", selector, "-o", "json"]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let mut out: Vec<(String, String)> = v["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
+        .map(|p| {
+            (
+                p["spec"]["nodeName"].as_str().unwrap_or("").to_string(),
+                p["spec"]["containers"][0]["image"]
+                    .as_str()
+                    .unwrap()
+                    .to_string(),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn seed_daemonset_walkthrough_history_and_undo() {
+    let Some(g) = cluster() else { return };
+    g.ok(&["apply", "-f", &fixture("daemonset-demo.yaml")]);
+    g.wait_until(&["get", "ds", "daemset-nginx", "--no-headers"], 30, |o| {
+        rows(o)
+            .first()
+            .is_some_and(|r| r[1..6] == ["3", "3", "3", "3", "3"])
+    });
+    let nodes: Vec<String> = placements(&g, "app=daem-nginx")
+        .into_iter()
+        .map(|p| p.0)
+        .collect();
+    assert_eq!(nodes, ["node-0", "node-1", "node-2"], "one pod per node");
+    let d = g.ok(&["describe", "ds", "daemset-nginx"]);
+    assert!(d.contains("Desired Number of Nodes Scheduled: 3"), "{d}");
+    assert!(d.contains("Pods Status:  3 Running"), "{d}");
+    g.ok(&[
+        "set",
+        "image",
+        "daemonset/daemset-nginx",
+        "nginx-pod=nginx:1.14",
+    ]);
+    let status = g.ok(&["rollout", "status", "ds/daemset-nginx", "--timeout=60s"]);
+    assert!(
+        status.ends_with("daemon set \"daemset-nginx\" successfully rolled out\n"),
+        "{status}"
+    );
+    assert!(
+        status.contains("out of 3 new pods have been updated..."),
+        "{status}"
+    );
+    g.wait_until(
+        &["get", "pods", "-l", "app=daem-nginx", "--no-headers"],
+        20,
+        |o| rows(o).len() == 3,
+    );
+    assert!(
+        placements(&g, "app=daem-nginx")
+            .iter()
+            .all(|p| p.1 == "nginx:1.14")
+    );
+    let d = g.ok(&["describe", "ds", "daemset-nginx"]);
+    assert!(
+        d.contains("SuccessfulDelete") && d.contains("SuccessfulCreate"),
+        "{d}"
+    );
+    // History and undo.
+    let history = g.ok(&["rollout", "history", "ds/daemset-nginx"]);
+    let revs: Vec<&str> = history
+        .lines()
+        .skip(2)
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert_eq!(revs, ["1", "2"], "{history}");
+    let r1 = g.ok(&["rollout", "history", "ds/daemset-nginx", "--revision=1"]);
+    assert!(r1.contains("nginx:1.12"), "{r1}");
+    assert_eq!(
+        g.ok(&["rollout", "undo", "ds/daemset-nginx"]).trim(),
+        "daemonset.apps/daemset-nginx rolled back"
+    );
+    g.wait_until(
+        &[
+            "get",
+            "pods",
+            "-l",
+            "app=daem-nginx",
+            "-o",
+            "jsonpath={.items[*].spec.containers[0].image}",
+        ],
+        30,
+        |o| o.split(' ').filter(|i| *i == "nginx:1.12").count() == 3 && o.split(' ').count() == 3,
+    );
+}
+
+#[test]
+fn node_selector_and_fleet_changes() {
+    let Some(g) = cluster() else { return };
+    let text = std::fs::read_to_string(fixture("daemonset-demo.yaml"))
+        .unwrap()
+        .replace(
+            "    spec:\n      containers:",
+            "    spec:\n      nodeSelector:\n        disktype: ssd\n      containers:",
+        );
+    let f = g.path("ssd-ds.yaml");
+    std::fs::write(&f, text).unwrap();
+    g.ok(&["apply", "-f", f.to_str().unwrap()]);
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    assert!(
+        placements(&g, "app=daem-nginx").is_empty(),
+        "no node is labelled yet"
+    );
+    g.ok(&["label", "node", "node-1", "disktype=ssd"]);
+    g.wait_until(
+        &[
+            "get",
+            "pods",
+            "-l",
+            "app=daem-nginx",
+            "-o",
+            "jsonpath={.items[*].spec.nodeName}",
+        ],
+        20,
+        |o| o == "node-1",
+    );
+    g.ok(&["label", "node", "node-1", "disktype-"]);
+    g.wait_until(
+        &["get", "pods", "-l", "app=daem-nginx", "-o", "name"],
+        20,
+        |o| o.trim().is_empty(),
+    );
+    // A node that joins gets a pod; a deleted node loses it.
+    g.ok(&["apply", "-f", &fixture("daemonset-demo.yaml")]);
+    g.wait_until(
+        &["get", "pods", "-l", "app=daem-nginx", "--no-headers"],
+        30,
+        |o| rows(o).len() == 3,
+    );
+    let node = g.path("node.yaml");
+    std::fs::write(&node, "apiVersion: v1\nkind: Node\nmetadata:\n  name: edge-9\n  annotations:\n    node.ger.io/simulated: \"true\"\n").unwrap();
+    g.ok(&["apply", "-f", node.to_str().unwrap()]);
+    g.wait_until(
+        &[
+            "get",
+            "pods",
+            "-l",
+            "app=daem-nginx",
+            "-o",
+            "jsonpath={.items[*].spec.nodeName}",
+        ],
+        30,
+        |o| o.contains("edge-9"),
+    );
+    g.ok(&["delete", "node", "edge-9"]);
+    g.wait_until(
+        &[
+            "get",
+            "pods",
+            "-l",
+            "app=daem-nginx",
+            "-o",
+            "jsonpath={.items[*].spec.nodeName}",
+        ],
+        30,
+        |o| !o.contains("edge-9"),
+    );
+}
+
+#[test]
+fn on_delete_and_broken_templates() {
+    let Some(g) = cluster() else { return };
+    let text = std::fs::read_to_string(fixture("daemonset-demo.yaml"))
+        .unwrap()
+        .replace(
+            "spec:\n  selector:",
+            "spec:\n  updateStrategy:\n    type: OnDelete\n  selector:",
+        );
+    let f = g.path("ondelete.yaml");
+    std::fs::write(&f, text).unwrap();
+    g.ok(&["apply", "-f", f.to_str().unwrap()]);
+    g.wait_until(
+        &["get", "pods", "-l", "app=daem-nginx", "--no-headers"],
+        30,
+        |o| rows(o).len() == 3,
+    );
+    g.ok(&[
+        "set",
+        "image",
+        "daemonset/daemset-nginx",
+        "nginx-pod=nginx:1.14",
+    ]);
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    assert!(
+        placements(&g, "app=daem-nginx")
+            .iter()
+            .all(|p| p.1 == "nginx:1.12"),
+        "nothing replaced"
+    );
+    let err = g.fails(&["rollout", "status", "ds/daemset-nginx"]);
+    assert!(
+        err.contains("rollout status is only available for RollingUpdate strategy type"),
+        "{err}"
+    );
+    let victim = g.ok(&[
+        "get",
+        "pods",
+        "-l",
+        "app=daem-nginx",
+        "-o",
+        "jsonpath={.items[0].metadata.name}",
+    ]);
+    g.ok(&["delete", "pod", &victim]);
+    g.wait_until(
+        &[
+            "get",
+            "pods",
+            "-l",
+            "app=daem-nginx",
+            "-o",
+            "jsonpath={.items[*].spec.containers[0].image}",
+        ],
+        30,
+        |o| o.split(' ').filter(|i| *i == "nginx:1.14").count() == 1 && o.split(' ').count() == 3,
+    );
+    // Back to RollingUpdate with a broken image: the rollout stops after maxUnavailable (1).
+    g.ok(&["patch", "ds", "daemset-nginx", "--type=merge", "-p", r#"{"spec":{"updateStrategy":{"type":"RollingUpdate","rollingUpdate":{"maxUnavailable":1}}}}"#]);
+    g.wait_until(
+        &[
+            "get",
+            "pods",
+            "-l",
+            "app=daem-nginx",
+            "-o",
+            "jsonpath={.items[*].spec.containers[0].image}",
+        ],
+        30,
+        |o| o.split(' ').filter(|i| *i == "nginx:1.14").count() == 3,
+    );
+    g.ok(&[
+        "set",
+        "image",
+        "daemonset/daemset-nginx",
+        "nginx-pod=nginx:9.9-missing",
+    ]);
+    std::thread::sleep(std::time::Duration::from_secs(4));
+    let p = placements(&g, "app=daem-nginx");
+    assert_eq!(
+        p.iter().filter(|x| x.1 == "nginx:9.9-missing").count(),
+        1,
+        "halted after one node: {p:?}"
+    );
+    assert_eq!(p.iter().filter(|x| x.1 == "nginx:1.14").count(), 2, "{p:?}");
+    g.ok(&[
+        "set",
+        "image",
+        "daemonset/daemset-nginx",
+        "nginx-pod=nginx:1.15",
+    ]);
+    let status = g.ok(&["rollout", "status", "ds/daemset-nginx", "--timeout=60s"]);
+    assert!(status.ends_with("successfully rolled out\n"), "{status}");
+    g.wait_until(
+        &["get", "pods", "-l", "app=daem-nginx", "--no-headers"],
+        20,
+        |o| rows(o).len() == 3,
+    );
+    assert!(
+        placements(&g, "app=daem-nginx")
+            .iter()
+            .all(|p| p.1 == "nginx:1.15")
+    );
+}
+
+#[test]
+fn surge_keeps_the_old_pod_until_the_new_one_is_ready() {
+    let Some(g) = cluster() else { return };
+    g.ok(&["apply", "-f", &fixture("daemonset-demo.yaml")]);
+    g.wait_until(
+        &["get", "pods", "-l", "app=daem-nginx", "--no-headers"],
+        30,
+        |o| rows(o).len() == 3,
+    );
+    g.ok(&[
+        "patch",
+        "ds",
+        "daemset-nginx",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"updateStrategy":{"rollingUpdate":{"maxSurge":1,"maxUnavailable":0}}}}"#,
+    ]);
+    g.ok(&[
+        "set",
+        "image",
+        "daemonset/daemset-nginx",
+        "nginx-pod=nginx:1.14",
+    ]);
+    // Sample while rolling: every node always has an available pod.
+    for _ in 0..15 {
+        let out = g.ok(&["get", "pods", "-l", "app=daem-nginx", "-o", "json"]);
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        for node in ["node-0", "node-1", "node-2"] {
+            let ready = v["items"].as_array().unwrap().iter().any(|p| {
+                p["spec"]["nodeName"] == node
+                    && p["status"]["conditions"].as_array().is_some_and(|c| {
+                        c.iter()
+                            .any(|c| c["type"] == "Ready" && c["status"] == "True")
+                    })
+            });
+            assert!(ready, "{node} had no ready pod");
+        }
+    }
+    g.ok(&["rollout", "status", "ds/daemset-nginx", "--timeout=60s"]);
+}
