@@ -58,6 +58,78 @@ impl Selector {
         self.reqs.is_empty()
     }
 
+    /// Parse the string form (`a=b,c!=d,e in (f,g),h notin (i),j,!k`).
+    pub fn parse(s: &str) -> Result<Selector, String> {
+        let mut reqs = Vec::new();
+        let mut rest = s.trim();
+        while !rest.is_empty() {
+            // One requirement ends at a comma outside parentheses.
+            let mut depth = 0;
+            let end = rest
+                .char_indices()
+                .find(|(_, c)| {
+                    match c {
+                        '(' => depth += 1,
+                        ')' => depth -= 1,
+                        _ => {}
+                    }
+                    *c == ',' && depth == 0
+                })
+                .map_or(rest.len(), |(i, _)| i);
+            let part = rest[..end].trim();
+            rest = rest[end..].trim_start_matches(',').trim();
+            let set = |op: &str,
+                       key: &str,
+                       vals: &str|
+             -> Result<(String, String, Vec<String>), String> {
+                let vals = vals
+                    .trim()
+                    .strip_prefix('(')
+                    .and_then(|v| v.strip_suffix(')'))
+                    .ok_or_else(|| format!("invalid selector {part:?}"))?;
+                Ok((
+                    key.trim().to_string(),
+                    op.to_string(),
+                    vals.split(',')
+                        .map(|v| v.trim().to_string())
+                        .filter(|v| !v.is_empty())
+                        .collect(),
+                ))
+            };
+            let req = if let Some((k, v)) = part.split_once(" notin ") {
+                set("NotIn", k, v)?
+            } else if let Some((k, v)) = part.split_once(" in ") {
+                set("In", k, v)?
+            } else if let Some((k, v)) = part.split_once("!=") {
+                (
+                    k.trim().to_string(),
+                    "NotIn".to_string(),
+                    vec![v.trim().to_string()],
+                )
+            } else if let Some((k, v)) = part.split_once("==").or_else(|| part.split_once('=')) {
+                (
+                    k.trim().to_string(),
+                    "In".to_string(),
+                    vec![v.trim().to_string()],
+                )
+            } else if let Some(k) = part.strip_prefix('!') {
+                (k.trim().to_string(), "DoesNotExist".to_string(), Vec::new())
+            } else if !part.is_empty() {
+                (part.to_string(), "Exists".to_string(), Vec::new())
+            } else {
+                continue;
+            };
+            if req.0.is_empty() {
+                return Err(format!("invalid selector {s:?}"));
+            }
+            reqs.push(req);
+        }
+        Ok(Selector {
+            reqs,
+            nothing: false,
+        })
+    }
+
     pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
         if self.nothing {
             return false;

@@ -356,3 +356,123 @@ fn surge_keeps_the_old_pod_until_the_new_one_is_ready() {
     }
     g.ok(&["rollout", "status", "ds/daemset-nginx", "--timeout=60s"]);
 }
+
+#[test]
+fn pause_partition_selector_and_deadline() {
+    let Some(g) = cluster() else { return };
+    g.ok(&["apply", "-f", &fixture("daemonset-demo.yaml")]);
+    g.wait_until(
+        &["get", "pods", "-l", "app=daem-nginx", "--no-headers"],
+        30,
+        |o| rows(o).len() == 3,
+    );
+    let images = |g: &GerServer| -> Vec<String> {
+        placements(g, "app=daem-nginx")
+            .into_iter()
+            .map(|p| p.1)
+            .collect()
+    };
+    // Paused: nothing is replaced.
+    g.ok(&[
+        "annotate",
+        "ds",
+        "daemset-nginx",
+        "daemonset.ger.io/paused=true",
+    ]);
+    g.ok(&[
+        "set",
+        "image",
+        "daemonset/daemset-nginx",
+        "nginx-pod=nginx:1.14",
+    ]);
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    assert!(
+        images(&g).iter().all(|i| i == "nginx:1.12"),
+        "{:?}",
+        images(&g)
+    );
+    let out = g.kubectl(&["rollout", "status", "ds/daemset-nginx", "--watch=false"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Waiting for daemon set"));
+    // Canary by node label: only node-2 is updated.
+    g.ok(&["label", "node", "node-2", "canary=yes"]);
+    g.ok(&[
+        "annotate",
+        "ds",
+        "daemset-nginx",
+        "daemonset.ger.io/rollout-selector=canary=yes",
+    ]);
+    g.ok(&[
+        "annotate",
+        "ds",
+        "daemset-nginx",
+        "daemonset.ger.io/paused-",
+    ]);
+    g.wait_until(
+        &["get", "pods", "-l", "app=daem-nginx", "-o", "json"],
+        30,
+        |_| {
+            placements(&g, "app=daem-nginx")
+                == [
+                    ("node-0".to_string(), "nginx:1.12".to_string()),
+                    ("node-1".to_string(), "nginx:1.12".to_string()),
+                    ("node-2".to_string(), "nginx:1.14".to_string()),
+                ]
+        },
+    );
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    assert_eq!(images(&g).iter().filter(|i| *i == "nginx:1.14").count(), 1);
+    // Partition 1: all but one node.
+    g.ok(&[
+        "annotate",
+        "ds",
+        "daemset-nginx",
+        "daemonset.ger.io/rollout-selector-",
+        "daemonset.ger.io/partition=1",
+    ]);
+    g.wait_until(
+        &["get", "pods", "-l", "app=daem-nginx", "-o", "json"],
+        30,
+        |_| {
+            let i = images(&g);
+            i.len() == 3 && i.iter().filter(|x| *x == "nginx:1.14").count() == 2
+        },
+    );
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    assert_eq!(
+        images(&g).iter().filter(|i| *i == "nginx:1.12").count(),
+        1,
+        "one stays old"
+    );
+    g.ok(&[
+        "annotate",
+        "ds",
+        "daemset-nginx",
+        "daemonset.ger.io/partition-",
+    ]);
+    g.ok(&["rollout", "status", "ds/daemset-nginx", "--timeout=60s"]);
+    // A progress deadline: a broken image times out.
+    g.ok(&[
+        "annotate",
+        "ds",
+        "daemset-nginx",
+        "daemonset.ger.io/progress-deadline-seconds=3",
+    ]);
+    g.ok(&[
+        "set",
+        "image",
+        "daemonset/daemset-nginx",
+        "nginx-pod=nginx:0-missing",
+    ]);
+    let reason = g.wait_until(
+        &[
+            "get",
+            "ds",
+            "daemset-nginx",
+            "-o",
+            "jsonpath={.status.conditions[?(@.type==\"Progressing\")].reason}",
+        ],
+        30,
+        |o| o == "ProgressDeadlineExceeded",
+    );
+    assert_eq!(reason, "ProgressDeadlineExceeded");
+}

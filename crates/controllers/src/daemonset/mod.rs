@@ -625,8 +625,12 @@ impl DaemonSetController {
         if observed {
             status.observed_generation = ds.metadata.generation;
         }
+        let requeue = progress(ds, &mut status, now);
         if status != before {
             self.write_status(ds, status).await?;
+        }
+        if let Some(after) = requeue {
+            return Ok(Outcome::RequeueAfter(after));
         }
         if min_ready > 0 && ready != available {
             return Ok(Outcome::RequeueAfter(Duration::from_secs(
@@ -647,6 +651,77 @@ impl DaemonSetController {
             .map(|_| ())
             .map_err(|e| api_message(&e))
     }
+}
+
+/// ger: a progress deadline for DaemonSet rollouts, in seconds.
+pub const PROGRESS_DEADLINE: &str = "daemonset.ger.io/progress-deadline-seconds";
+
+/// The Progressing condition when the DaemonSet has a progress deadline: refreshed whenever
+/// the rollout moves, `ProgressDeadlineExceeded` once it has not moved for the deadline;
+/// when to look again.
+fn progress(
+    ds: &DaemonSet,
+    status: &mut DaemonSetStatus,
+    now: chrono::DateTime<Utc>,
+) -> Option<Duration> {
+    use k8s_openapi::api::apps::v1::DaemonSetCondition;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+    let deadline: i64 = ds
+        .annotations()
+        .get(PROGRESS_DEADLINE)?
+        .trim()
+        .parse()
+        .ok()?;
+    let name = ds.name_any();
+    let desired = status.desired_number_scheduled;
+    let updated = status.updated_number_scheduled.unwrap_or(0);
+    let available = status.number_available.unwrap_or(0);
+    let complete = updated == desired && available == desired;
+    let conds = status.conditions.get_or_insert_with(Vec::new);
+    let cur = conds.iter().find(|c| c.type_ == "Progressing").cloned();
+    let cond = |st: &str, reason: &str, message: String| DaemonSetCondition {
+        type_: "Progressing".into(),
+        status: st.into(),
+        reason: Some(reason.into()),
+        message: Some(message),
+        last_transition_time: Some(Time(now)),
+    };
+    let counts = format!("{updated} of {desired} pods updated, {available} available.");
+    let progress_msg = format!("DaemonSet \"{name}\" is progressing: {counts}");
+    let exceeded_msg = format!("DaemonSet \"{name}\" has timed out progressing: {counts}");
+    let next = if complete {
+        cond(
+            "True",
+            "RolloutComplete",
+            format!("DaemonSet \"{name}\" has successfully progressed."),
+        )
+    } else {
+        match &cur {
+            // Timed out, and still nothing moved.
+            Some(c) if c.message.as_deref() == Some(exceeded_msg.as_str()) => return None,
+            Some(c) if c.message.as_deref() == Some(progress_msg.as_str()) => {
+                let since = c.last_transition_time.as_ref().map_or(now, |t| t.0);
+                if now - since > chrono::Duration::seconds(deadline) {
+                    cond("False", "ProgressDeadlineExceeded", exceeded_msg)
+                } else {
+                    let left = (since + chrono::Duration::seconds(deadline) - now)
+                        .to_std()
+                        .unwrap_or_default();
+                    return Some(left + Duration::from_secs(1));
+                }
+            }
+            _ => cond("True", "DaemonSetProgressing", progress_msg),
+        }
+    };
+    let unchanged = cur.as_ref().is_some_and(|c| {
+        c.status == next.status && c.reason == next.reason && c.message == next.message
+    });
+    if !unchanged {
+        conds.retain(|c| c.type_ != "Progressing");
+        conds.push(next.clone());
+    }
+    (next.reason.as_deref() == Some("DaemonSetProgressing"))
+        .then(|| Duration::from_secs(u64::try_from(deadline).unwrap_or(0) + 1))
 }
 
 /// Replace the pod's required node affinity with `metadata.name In [node]`.

@@ -8,7 +8,17 @@ use chrono::Utc;
 use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::core::v1::Pod;
 
+use kube::ResourceExt;
+
 use super::{DaemonSetController, is_deleting, is_updated, min_ready};
+use crate::pods::Selector;
+
+/// ger: no pod is replaced while this is "true".
+pub const PAUSED: &str = "daemonset.ger.io/paused";
+/// ger: this many pods stay on the old revision.
+pub const PARTITION: &str = "daemonset.ger.io/partition";
+/// ger: only nodes matching this label selector are updated.
+pub const ROLLOUT_SELECTOR: &str = "daemonset.ger.io/rollout-selector";
 use crate::deployment::util::scaled_value;
 use crate::pods;
 
@@ -155,11 +165,53 @@ impl DaemonSetController {
         node_pods: &HashMap<String, Vec<Arc<Pod>>>,
         hash: &str,
     ) -> Result<(), String> {
+        let ann = ds.annotations();
+        if ann.get(PAUSED).map(String::as_str) == Some("true") {
+            return Ok(());
+        }
+        let partition: usize = ann
+            .get(PARTITION)
+            .and_then(|p| p.trim().parse().ok())
+            .unwrap_or(0);
+        let rollout_selector = match ann.get(ROLLOUT_SELECTOR) {
+            Some(s) => Some(Selector::parse(s)?),
+            None => None,
+        };
         let now = Utc::now();
         let min_ready = min_ready(ds);
         let eligibility = self.eligibility(ds);
         let desired = eligibility.values().filter(|(run, _)| *run).count() as i32;
         let (surge, unavailable) = budgets(ds, desired);
+        // Nodes left on the old revision: the last `partition` (by name) of those still on
+        // it, and those the rollout selector does not match.
+        let eligible: Vec<&String> = eligibility
+            .iter()
+            .filter(|(_, (run, _))| *run)
+            .map(|(n, _)| n)
+            .collect();
+        let on_old_revision = |n: &String| {
+            node_pods.get(n).is_some_and(|pods| {
+                pods.iter()
+                    .any(|p| !is_deleting(p) && !is_updated(p, hash, ds))
+            })
+        };
+        let held: std::collections::HashSet<&String> = eligible
+            .iter()
+            .filter(|n| on_old_revision(n))
+            .rev()
+            .take(partition)
+            .copied()
+            .chain(eligible.iter().copied().filter(|n| {
+                rollout_selector.as_ref().is_some_and(|sel| {
+                    let labels = self
+                        .nodes
+                        .get(n)
+                        .and_then(|node| node.metadata.labels.clone())
+                        .unwrap_or_default();
+                    !sel.matches(&labels)
+                })
+            }))
+            .collect();
         let mut by_name: HashMap<String, Arc<Pod>> = HashMap::new();
         let mut views = Vec::new();
         for (node, (should_run, _)) in &eligibility {
@@ -167,7 +219,7 @@ impl DaemonSetController {
                 .get(node)
                 .map(|v| v.iter().filter(|p| !is_deleting(p)).collect())
                 .unwrap_or_default();
-            if !should_run && pods.is_empty() {
+            if (!should_run && pods.is_empty()) || held.contains(node) {
                 continue;
             }
             let (new, old): (Vec<&Arc<Pod>>, Vec<&Arc<Pod>>) =
