@@ -754,6 +754,21 @@ impl Cache {
 
     fn decide(&self, pod: &Pod, req: &PodRequest) -> Result<String, String> {
         let empty = Usage::default();
+        // A pod pinned to one node (a DaemonSet pod) is checked against that node alone;
+        // only when it does not fit are all nodes evaluated, for the message.
+        if let Some(name) = pinned_node(pod)
+            && let Some((name, e)) = self.nodes.get_key_value(name)
+        {
+            let view = NodeView {
+                name,
+                node: &e.node,
+                alloc: &e.alloc,
+                usage: self.usage.get(name).unwrap_or(&empty),
+            };
+            if let Ok(n) = decide(pod, req, [view], |_| 0) {
+                return Ok(n);
+            }
+        }
         let views = self.nodes.iter().map(|(name, e)| NodeView {
             name,
             node: &e.node,
@@ -761,6 +776,33 @@ impl Cache {
             usage: self.usage.get(name).unwrap_or(&empty),
         });
         decide(pod, req, views, |n| rand::rng().random_range(0..n))
+    }
+}
+
+/// The node a pod's required affinity names alone (`metadata.name In [x]` as its only term).
+fn pinned_node(pod: &Pod) -> Option<&str> {
+    let terms = &pod
+        .spec
+        .as_ref()?
+        .affinity
+        .as_ref()?
+        .node_affinity
+        .as_ref()?
+        .required_during_scheduling_ignored_during_execution
+        .as_ref()?
+        .node_selector_terms;
+    let [term] = terms.as_slice() else {
+        return None;
+    };
+    let [field] = term.match_fields.as_deref()? else {
+        return None;
+    };
+    if field.key != "metadata.name" || field.operator != "In" {
+        return None;
+    }
+    match field.values.as_deref()? {
+        [one] => Some(one.as_str()),
+        _ => None,
     }
 }
 

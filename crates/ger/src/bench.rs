@@ -10,6 +10,9 @@
 //!
 //! `ger bench deployment` does the same for 100 Deployments × 100 replicas, then changes the
 //! image of all of them and times the rollouts until every one is complete.
+//!
+//! `ger bench daemonset --nodes 5000` places one DaemonSet on every node, then rolls it to a
+//! new image with maxUnavailable 10%.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -52,8 +55,9 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
         "apiserver" => apiserver(args).await,
         "pods" => pods(args).await,
         "deployment" => deployment(args).await,
+        "daemonset" => daemonset(args).await,
         other => Err(format!(
-            "unknown benchmark {other:?} (known: apiserver, pods, deployment)"
+            "unknown benchmark {other:?} (known: apiserver, pods, deployment, daemonset)"
         )),
     }
 }
@@ -346,6 +350,7 @@ async fn bench_cluster(
         max_pods: per_node.max(110),
         create_delay: Duration::ZERO,
         ready_delay: Duration::ZERO,
+        max_grace: Duration::ZERO,
         ..ger_node::FleetOptions::default()
     };
     let stop = tokio_util::sync::CancellationToken::new();
@@ -560,6 +565,79 @@ async fn deployment(args: BenchArgs) -> Result<(), String> {
     println!(
         "  image change on all: {done} rollouts complete in {:.2} s",
         t.elapsed().as_secs_f64()
+    );
+    match rss_mb() {
+        Some(mb) => println!("  RSS: {mb:.0} MB"),
+        None => println!("  RSS: unavailable"),
+    }
+    stop_cluster(stop, cluster).await;
+    Ok(())
+}
+
+async fn daemonset(args: BenchArgs) -> Result<(), String> {
+    use k8s_openapi::api::apps::v1::DaemonSet;
+    use kube::api::{Api, Patch, PatchParams, PostParams};
+
+    println!(
+        "ger bench daemonset ({} store)",
+        if args.in_memory { "memory" } else { "sqlite" }
+    );
+    let (_dir, client, stop, cluster) = bench_cluster(&args, 110).await?;
+    let api: Api<DaemonSet> = Api::namespaced(client.clone(), "default");
+    let ds: DaemonSet = serde_json::from_value(json!({
+        "metadata": {"name": "agent", "namespace": "default"},
+        "spec": {"selector": {"matchLabels": {"app": "agent"}},
+            "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "10%"}},
+            "template": {"metadata": {"labels": {"app": "agent"}},
+                "spec": {"containers": [{"name": "agent", "image": "registry.local/agent:v1"}]}}},
+    }))
+    .map_err(|e| e.to_string())?;
+    let nodes = args.nodes as i32;
+    let wait = |label: &'static str, t: Instant| {
+        let api = api.clone();
+        async move {
+            let mut last = Instant::now();
+            loop {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                let d = api.get("agent").await.map_err(|e| e.to_string())?;
+                let s = d.status.unwrap_or_default();
+                let updated = s.updated_number_scheduled.unwrap_or(0);
+                let available = s.number_available.unwrap_or(0);
+                if last.elapsed() > Duration::from_secs(2) {
+                    println!(
+                        "  … {label} {:.1} s: {updated} updated, {available} available of {}",
+                        t.elapsed().as_secs_f64(),
+                        s.desired_number_scheduled
+                    );
+                    last = Instant::now();
+                }
+                let done = s.desired_number_scheduled == nodes
+                    && updated == nodes
+                    && available == nodes
+                    && s.observed_generation >= d.metadata.generation;
+                if done || t.elapsed() > Duration::from_secs(600) {
+                    return Ok::<i32, String>(available);
+                }
+            }
+        }
+    };
+    let t = Instant::now();
+    api.create(&PostParams::default(), &ds)
+        .await
+        .map_err(|e| e.to_string())?;
+    let placed = wait("place", t).await?;
+    let el = t.elapsed().as_secs_f64();
+    println!("  {placed} of {nodes} nodes running the DaemonSet in {el:.2} s");
+    let t = Instant::now();
+    let patch = json!({"spec": {"template": {"spec": {"containers": [{"name": "agent", "image": "registry.local/agent:v2"}]}}}});
+    api.patch("agent", &PatchParams::default(), &Patch::Strategic(&patch))
+        .await
+        .map_err(|e| e.to_string())?;
+    let done = wait("rollout", t).await?;
+    let el = t.elapsed().as_secs_f64();
+    println!(
+        "  rollout at maxUnavailable 10%: {done} of {nodes} replaced in {el:.2} s ({:.0} pods/s)",
+        f64::from(done) / el
     );
     match rss_mb() {
         Some(mb) => println!("  RSS: {mb:.0} MB"),

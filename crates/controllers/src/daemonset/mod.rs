@@ -335,11 +335,19 @@ impl DaemonSetController {
         let hash = cur.labels().get(HASH_LABEL).cloned().unwrap_or_default();
         let node_pods = self.node_pods(&ds);
         if !self.expectations.satisfied(key) {
-            return self.update_status(&ds, &node_pods, &hash, false).await;
+            let eligibility = self.eligibility(&ds);
+            return self
+                .update_status(&ds, &eligibility, &node_pods, &hash, false)
+                .await;
         }
-        let acted = self.manage(key, &ds, &node_pods, &hash).await?;
+        // Node eligibility, computed once per sync.
+        let eligibility = self.eligibility(&ds);
+        let acted = self
+            .manage(key, &ds, &eligibility, &node_pods, &hash)
+            .await?;
         if !acted && self.expectations.satisfied(key) && self.is_rolling(&ds) {
-            self.rolling_update(key, &ds, &node_pods, &hash).await?;
+            self.rolling_update(key, &ds, &eligibility, &node_pods, &hash)
+                .await?;
         }
         let live: Vec<String> = node_pods
             .values()
@@ -347,7 +355,8 @@ impl DaemonSetController {
             .filter_map(|p| p.labels().get(HASH_LABEL).cloned())
             .collect();
         self.cleanup_history(&ds, old, &live).await?;
-        self.update_status(&ds, &node_pods, &hash, true).await
+        self.update_status(&ds, &eligibility, &node_pods, &hash, true)
+            .await
     }
 
     fn is_rolling(&self, ds: &DaemonSet) -> bool {
@@ -394,14 +403,14 @@ impl DaemonSetController {
         &self,
         key: &str,
         ds: &DaemonSet,
+        eligibility: &BTreeMap<String, (bool, bool)>,
         node_pods: &HashMap<String, Vec<Arc<Pod>>>,
         hash: &str,
     ) -> Result<bool, String> {
         let surge = self.is_rolling(ds) && update::max_surge(ds, 1) > 0;
         let mut create_on: Vec<String> = Vec::new();
         let mut delete: Vec<Arc<Pod>> = Vec::new();
-        let eligibility = self.eligibility(ds);
-        for (node, (should_run, should_continue)) in &eligibility {
+        for (node, (should_run, should_continue)) in eligibility {
             let pods: Vec<&Arc<Pod>> = node_pods
                 .get(node)
                 .map(|v| v.iter().collect())
@@ -585,6 +594,7 @@ impl DaemonSetController {
     async fn update_status(
         &self,
         ds: &DaemonSet,
+        eligibility: &BTreeMap<String, (bool, bool)>,
         node_pods: &HashMap<String, Vec<Arc<Pod>>>,
         hash: &str,
         observed: bool,
@@ -593,9 +603,9 @@ impl DaemonSetController {
         let min_ready = min_ready(ds);
         let (mut desired, mut current, mut misscheduled) = (0, 0, 0);
         let (mut ready, mut available, mut updated) = (0, 0, 0);
-        for (node, (should_run, _)) in self.eligibility(ds) {
-            let first = node_pods.get(&node).and_then(|v| v.first());
-            if should_run {
+        for (node, (should_run, _)) in eligibility {
+            let first = node_pods.get(node).and_then(|v| v.first());
+            if *should_run {
                 desired += 1;
                 if let Some(p) = first {
                     current += 1;

@@ -162,6 +162,7 @@ impl DaemonSetController {
         &self,
         key: &str,
         ds: &DaemonSet,
+        eligibility: &std::collections::BTreeMap<String, (bool, bool)>,
         node_pods: &HashMap<String, Vec<Arc<Pod>>>,
         hash: &str,
     ) -> Result<(), String> {
@@ -179,7 +180,6 @@ impl DaemonSetController {
         };
         let now = Utc::now();
         let min_ready = min_ready(ds);
-        let eligibility = self.eligibility(ds);
         let desired = eligibility.values().filter(|(run, _)| *run).count() as i32;
         let (surge, unavailable) = budgets(ds, desired);
         // Nodes left on the old revision: the last `partition` (by name) of those still on
@@ -214,7 +214,7 @@ impl DaemonSetController {
             .collect();
         let mut by_name: HashMap<String, Arc<Pod>> = HashMap::new();
         let mut views = Vec::new();
-        for (node, (should_run, _)) in &eligibility {
+        for (node, (should_run, _)) in eligibility {
             let pods: Vec<&Arc<Pod>> = node_pods
                 .get(node)
                 .map(|v| v.iter().filter(|p| !is_deleting(p)).collect())
