@@ -476,3 +476,72 @@ fn pause_partition_selector_and_deadline() {
     );
     assert_eq!(reason, "ProgressDeadlineExceeded");
 }
+
+/// Nodes (of node-0…2) without a ready pod of the DaemonSet right now.
+fn nodes_without_ready_pod(g: &GerServer) -> Option<usize> {
+    let out = g.kubectl(&["get", "pods", "-l", "app=daem-nginx", "-o", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+    let items = v["items"].as_array()?;
+    Some(
+        ["node-0", "node-1", "node-2"]
+            .iter()
+            .filter(|node| {
+                !items.iter().any(|p| {
+                    p["spec"]["nodeName"] == **node
+                        && p["metadata"]["deletionTimestamp"].is_null()
+                        && p["status"]["conditions"].as_array().is_some_and(|c| {
+                            c.iter()
+                                .any(|c| c["type"] == "Ready" && c["status"] == "True")
+                        })
+                })
+            })
+            .count(),
+    )
+}
+
+#[test]
+fn kill_9_mid_rollout_completes_within_max_unavailable() {
+    let Some(mut g) = cluster() else { return };
+    g.ok(&["apply", "-f", &fixture("daemonset-demo.yaml")]);
+    g.ok(&["rollout", "status", "ds/daemset-nginx", "--timeout=60s"]);
+    g.ok(&[
+        "set",
+        "image",
+        "daemonset/daemset-nginx",
+        "nginx-pod=nginx:1.14",
+    ]);
+    let mut worst = 0;
+    for _ in 0..3 {
+        worst = worst.max(nodes_without_ready_pod(&g).unwrap_or(0));
+    }
+    g.kill9();
+    g.restart();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        if let Some(n) = nodes_without_ready_pod(&g) {
+            worst = worst.max(n);
+        }
+        let out = g.kubectl(&["rollout", "status", "ds/daemset-nginx", "--watch=false"]);
+        if String::from_utf8_lossy(&out.stdout).contains("successfully rolled out") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the rollout did not complete"
+        );
+    }
+    assert!(
+        worst <= 1,
+        "{worst} nodes were without a ready pod (maxUnavailable 1)"
+    );
+    g.wait_until(
+        &["get", "pods", "-l", "app=daem-nginx", "--no-headers"],
+        20,
+        |o| rows(o).len() == 3,
+    );
+    assert!(
+        placements(&g, "app=daem-nginx")
+            .iter()
+            .all(|p| p.1 == "nginx:1.14")
+    );
+}

@@ -185,6 +185,9 @@ impl Fleet {
             },
         );
         drop(sim);
+        for pod in self.pods.by_index("node", &name) {
+            self.queue.add(key_of(pod.as_ref()));
+        }
         // A user-added node gets a kubelet's status: capacity, addresses, Ready.
         let ready = node
             .status
@@ -251,6 +254,13 @@ impl Fleet {
         }
         self.nodes.wait_synced().await;
         self.pods.wait_synced().await;
+        // Pods listed before their node was known (after a restart, say) take up where they
+        // were: a terminating pod still has to go.
+        for pod in self.pods.list() {
+            if self.runs(&pod) {
+                self.queue.add(key_of(pod.as_ref()));
+            }
+        }
         let mut set = JoinSet::new();
         let me = self.clone();
         set.spawn(self.clone().heartbeats(stop.clone()));
