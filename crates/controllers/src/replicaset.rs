@@ -246,56 +246,6 @@ impl<O: ReplicaOwner> ReplicaController<O> {
             .await;
     }
 
-    /// Adopt orphans that match and release pods that no longer do (§1.8); the pods owned.
-    async fn claim(&self, owner: &O, candidates: Vec<Arc<Pod>>) -> Vec<Arc<Pod>> {
-        let uid = owner.uid().unwrap_or_default();
-        let selector = owner.selector();
-        let deleting = owner.meta().deletion_timestamp.is_some();
-        let ns = owner.namespace().unwrap_or_default();
-        let api: Api<Pod> = Api::namespaced(self.client.clone(), &ns);
-        let mut owned = Vec::new();
-        for pod in candidates {
-            let matches = selector.matches(&labels_of(&pod));
-            match pods::controller_of(pod.as_ref()) {
-                Some(r) if r.uid != uid => {}
-                Some(_) if matches => owned.push(pod),
-                Some(_) => {
-                    if !deleting {
-                        let patch = json!({"metadata": {
-                            "ownerReferences": [{"$patch": "delete", "uid": uid}],
-                            "uid": pod.uid()}});
-                        let _ = api
-                            .patch(
-                                &pod.name_any(),
-                                &PatchParams::default(),
-                                &Patch::Strategic(&patch),
-                            )
-                            .await;
-                    }
-                }
-                None => {
-                    if deleting || !matches || pod.metadata.deletion_timestamp.is_some() {
-                        continue;
-                    }
-                    let patch = json!({"metadata": {
-                        "ownerReferences": [pods::controller_ref(owner)],
-                        "uid": pod.uid()}});
-                    if let Ok(p) = api
-                        .patch(
-                            &pod.name_any(),
-                            &PatchParams::default(),
-                            &Patch::Strategic(&patch),
-                        )
-                        .await
-                    {
-                        owned.push(Arc::new(p));
-                    }
-                }
-            }
-        }
-        owned
-    }
-
     async fn sync(&self, key: &str) -> Result<Outcome, String> {
         let Some(owner) = self.owners.get(key) else {
             self.expectations.delete(key);
@@ -309,7 +259,9 @@ impl<O: ReplicaOwner> ReplicaController<O> {
             .into_iter()
             .filter(|p| pods::is_active(p))
             .collect();
-        let active = self.claim(&owner, candidates).await;
+        let active =
+            crate::claim::claim(&self.client, owner.as_ref(), &owner.selector(), candidates)
+                .await?;
         tracing::trace!(
             %key,
             generation = ?owner.meta().generation,

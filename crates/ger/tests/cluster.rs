@@ -1,50 +1,9 @@
 //! A small working cluster, driven with real kubectl: simulated nodes, the scheduler, the
 //! ReplicaSet and ReplicationController controllers, garbage collection and events.
 
-use std::path::{Path, PathBuf};
+mod common;
 
-use ger_testkit::{GerServer, kubectl_available};
-
-fn cluster() -> Option<GerServer> {
-    cluster_with(&[])
-}
-
-fn cluster_with(extra: &[&str]) -> Option<GerServer> {
-    if !kubectl_available() {
-        return None;
-    }
-    let mut args = vec![
-        "--nodes",
-        "3",
-        "--create-delay-ms",
-        "100",
-        "--ready-delay-ms",
-        "100",
-        "--max-grace-seconds",
-        "1",
-    ];
-    args.extend_from_slice(extra);
-    Some(GerServer::start_with(
-        Path::new(env!("CARGO_BIN_EXE_ger")),
-        &args,
-    ))
-}
-
-fn fixture(name: &str) -> String {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name)
-        .display()
-        .to_string()
-}
-
-/// Rows of `kubectl get … --no-headers`, split into cells.
-fn rows(out: &str) -> Vec<Vec<String>> {
-    out.lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| l.split_whitespace().map(String::from).collect())
-        .collect()
-}
+use common::{fixture, rows};
 
 fn count_running(out: &str) -> usize {
     rows(out)
@@ -58,7 +17,9 @@ fn count_running(out: &str) -> usize {
 
 #[test]
 fn replicaset_walkthrough() {
-    let Some(g) = cluster() else { return };
+    let Some(g) = common::cluster(&[]) else {
+        return;
+    };
     g.ok(&["apply", "-f", &fixture("rs-demo.yaml")]);
     g.wait_until(&["get", "rs", "myapp", "--no-headers"], 30, |o| {
         rows(o).first().is_some_and(|r| r[1..4] == ["2", "2", "2"])
@@ -193,7 +154,9 @@ fn replicaset_walkthrough() {
 
 #[test]
 fn foreground_deletion_waits_for_dependents() {
-    let Some(g) = cluster() else { return };
+    let Some(g) = common::cluster(&[]) else {
+        return;
+    };
     g.ok(&["apply", "-f", &fixture("rs-demo.yaml")]);
     g.wait_until(
         &["get", "pods", "-l", "app=myapp", "--no-headers"],
@@ -225,7 +188,9 @@ fn foreground_deletion_waits_for_dependents() {
 
 #[test]
 fn replication_controller_scales_and_cascades() {
-    let Some(g) = cluster() else { return };
+    let Some(g) = common::cluster(&[]) else {
+        return;
+    };
     g.ok(&["apply", "-f", &fixture("my-nginx-rc.yaml")]);
     g.wait_until(&["get", "rc", "my-nginx", "--no-headers"], 30, |o| {
         rows(o).first().is_some_and(|r| r[1..4] == ["5", "5", "5"])
@@ -252,7 +217,9 @@ fn pod_yaml(name: &str, extra_spec: &str, image: &str) -> String {
 
 #[test]
 fn scheduling_follows_selectors_cordons_and_resources() {
-    let Some(g) = cluster() else { return };
+    let Some(g) = common::cluster(&[]) else {
+        return;
+    };
     g.wait_until(&["get", "nodes", "--no-headers"], 20, |o| {
         rows(o).len() == 3
     });
@@ -349,7 +316,9 @@ fn scheduling_follows_selectors_cordons_and_resources() {
 
 #[test]
 fn failing_pods_show_upstream_statuses() {
-    let Some(g) = cluster() else { return };
+    let Some(g) = common::cluster(&[]) else {
+        return;
+    };
     let apply = |name: &str, text: &str| {
         let p = g.path(name);
         std::fs::write(&p, text).unwrap();
@@ -384,7 +353,7 @@ fn failing_pods_show_upstream_statuses() {
 
 #[test]
 fn kill_9_during_scale_up_ends_with_exact_count() {
-    let Some(mut g) = cluster_with(&["--node-pods", "500"]) else {
+    let Some(mut g) = common::cluster(&["--node-pods", "500"]) else {
         return;
     };
     g.wait_until(&["get", "nodes", "--no-headers"], 20, |o| {
@@ -426,7 +395,9 @@ fn kill_9_during_scale_up_ends_with_exact_count() {
 
 #[test]
 fn nodes_join_and_namespaces_empty_on_delete() {
-    let Some(g) = cluster() else { return };
+    let Some(g) = common::cluster(&[]) else {
+        return;
+    };
     // A user-added simulated node comes up Ready with a kubelet's events.
     let node = g.path("node.yaml");
     std::fs::write(

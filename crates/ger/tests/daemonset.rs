@@ -3,70 +3,17 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::path::{Path, PathBuf};
+use ger_testkit::GerServer;
 
-use ger_testkit::{GerServer, kubectl_available};
+mod common;
 
-fn cluster() -> Option<GerServer> {
-    if !kubectl_available() {
-        return None;
-    }
-    Some(GerServer::start_with(
-        Path::new(env!("CARGO_BIN_EXE_ger")),
-        &[
-            "--nodes",
-            "3",
-            "--create-delay-ms",
-            "100",
-            "--ready-delay-ms",
-            "100",
-            "--max-grace-seconds",
-            "1",
-        ],
-    ))
-}
-
-fn fixture(name: &str) -> String {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name)
-        .display()
-        .to_string()
-}
-
-fn rows(out: &str) -> Vec<Vec<String>> {
-    out.lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| l.split_whitespace().map(String::from).collect())
-        .collect()
-}
-
-/// (node, image) of every pod not being deleted, sorted.
-fn placements(g: &GerServer, selector: &str) -> Vec<(String, String)> {
-    let out = g.ok(&["get", "pods", "-l", selector, "-o", "json"]);
-    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-    let mut out: Vec<(String, String)> = v["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
-        .map(|p| {
-            (
-                p["spec"]["nodeName"].as_str().unwrap_or("").to_string(),
-                p["spec"]["containers"][0]["image"]
-                    .as_str()
-                    .unwrap()
-                    .to_string(),
-            )
-        })
-        .collect();
-    out.sort();
-    out
-}
+use common::{fixture, placements, rows};
 
 #[test]
 fn seed_daemonset_walkthrough_history_and_undo() {
-    let Some(g) = cluster() else { return };
+    let Some(g) = common::cluster(&[]) else {
+        return;
+    };
     g.ok(&["apply", "-f", &fixture("daemonset-demo.yaml")]);
     g.wait_until(&["get", "ds", "daemset-nginx", "--no-headers"], 30, |o| {
         rows(o)
@@ -141,7 +88,9 @@ fn seed_daemonset_walkthrough_history_and_undo() {
 
 #[test]
 fn node_selector_and_fleet_changes() {
-    let Some(g) = cluster() else { return };
+    let Some(g) = common::cluster(&[]) else {
+        return;
+    };
     let text = std::fs::read_to_string(fixture("daemonset-demo.yaml"))
         .unwrap()
         .replace(
@@ -214,7 +163,9 @@ fn node_selector_and_fleet_changes() {
 
 #[test]
 fn on_delete_and_broken_templates() {
-    let Some(g) = cluster() else { return };
+    let Some(g) = common::cluster(&[]) else {
+        return;
+    };
     let text = std::fs::read_to_string(fixture("daemonset-demo.yaml"))
         .unwrap()
         .replace(
@@ -318,7 +269,9 @@ fn on_delete_and_broken_templates() {
 
 #[test]
 fn surge_keeps_the_old_pod_until_the_new_one_is_ready() {
-    let Some(g) = cluster() else { return };
+    let Some(g) = common::cluster(&[]) else {
+        return;
+    };
     g.ok(&["apply", "-f", &fixture("daemonset-demo.yaml")]);
     g.wait_until(
         &["get", "pods", "-l", "app=daem-nginx", "--no-headers"],
@@ -359,7 +312,9 @@ fn surge_keeps_the_old_pod_until_the_new_one_is_ready() {
 
 #[test]
 fn pause_partition_selector_and_deadline() {
-    let Some(g) = cluster() else { return };
+    let Some(g) = common::cluster(&[]) else {
+        return;
+    };
     g.ok(&["apply", "-f", &fixture("daemonset-demo.yaml")]);
     g.wait_until(
         &["get", "pods", "-l", "app=daem-nginx", "--no-headers"],
@@ -501,7 +456,9 @@ fn nodes_without_ready_pod(g: &GerServer) -> Option<usize> {
 
 #[test]
 fn kill_9_mid_rollout_completes_within_max_unavailable() {
-    let Some(mut g) = cluster() else { return };
+    let Some(mut g) = common::cluster(&[]) else {
+        return;
+    };
     g.ok(&["apply", "-f", &fixture("daemonset-demo.yaml")]);
     g.ok(&["rollout", "status", "ds/daemset-nginx", "--timeout=60s"]);
     g.ok(&[

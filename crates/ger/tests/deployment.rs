@@ -3,48 +3,18 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use ger_testkit::{GerServer, kubectl_available};
+use ger_testkit::GerServer;
 
-fn cluster(extra: &[&str]) -> Option<GerServer> {
-    if !kubectl_available() {
-        return None;
-    }
-    let defaults = [
-        ("--nodes", "3"),
-        ("--create-delay-ms", "100"),
-        ("--ready-delay-ms", "100"),
-        ("--max-grace-seconds", "1"),
-    ];
-    let mut args: Vec<&str> = extra.to_vec();
-    for (flag, value) in defaults {
-        if !extra.contains(&flag) {
-            args.extend([flag, value]);
-        }
-    }
-    Some(GerServer::start_with(
-        Path::new(env!("CARGO_BIN_EXE_ger")),
-        &args,
-    ))
-}
+mod common;
 
-fn fixture(name: &str) -> String {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name)
-        .display()
-        .to_string()
-}
+use common::{cluster, fixture, rows};
 
-fn rows(out: &str) -> Vec<Vec<String>> {
-    out.lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| l.split_whitespace().map(String::from).collect())
-        .collect()
+fn live_pods(g: &GerServer, selector: &str) -> Option<usize> {
+    common::live_pods(g, selector).map(|p| p.len())
 }
 
 fn images(g: &GerServer) -> String {
@@ -59,36 +29,10 @@ fn images(g: &GerServer) -> String {
 
 /// Images of the pods not being deleted.
 fn live_images(g: &GerServer, selector: &str) -> Vec<String> {
-    let out = g.ok(&["get", "pods", "-l", selector, "-o", "json"]);
-    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-    v["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
-        .map(|p| {
-            p["spec"]["containers"][0]["image"]
-                .as_str()
-                .unwrap()
-                .to_string()
-        })
+    common::placements(g, selector)
+        .into_iter()
+        .map(|(_, image)| image)
         .collect()
-}
-
-/// Pods not being deleted, counted from `kubectl get pods -o json`.
-fn live_pods(g: &GerServer, selector: &str) -> Option<usize> {
-    let out = g.kubectl(&["get", "pods", "-l", selector, "-o", "json"]);
-    if !out.status.success() {
-        return None;
-    }
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
-    Some(
-        v["items"]
-            .as_array()?
-            .iter()
-            .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
-            .count(),
-    )
 }
 
 #[test]

@@ -15,16 +15,15 @@ use std::sync::Arc;
 
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::api::{Api, PostParams};
 use kube::{Client, ResourceExt};
-use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use crate::events::{Recorder, object_ref};
 use crate::informer::{Change, Informer, key_of};
 use crate::pods::{self, Selector};
 use crate::queue::{Outcome, Queue};
-use crate::replicaset::{api_message, is_not_found};
+use crate::replicaset::api_message;
 
 pub struct DeploymentController {
     client: Client,
@@ -129,55 +128,13 @@ impl DeploymentController {
         Api::namespaced(self.client.clone(), ns)
     }
 
-    /// The ReplicaSets this Deployment owns, adopting and releasing as §1.8 says.
+    /// The ReplicaSets this Deployment owns, adopting and releasing as §1.8 says, in
+    /// creation order.
     async fn claim_replicasets(&self, d: &Deployment) -> Result<Vec<ReplicaSet>, String> {
         let ns = d.namespace().unwrap_or_default();
-        let uid = d.uid().unwrap_or_default();
-        let selector = selector_of(d);
-        let deleting = d.metadata.deletion_timestamp.is_some();
-        let api = self.rs_api(&ns);
-        let mut owned = Vec::new();
-        for rs in self.replicasets.by_index("namespace", &ns) {
-            let labels = rs.metadata.labels.clone().unwrap_or_default();
-            let matches = selector.matches(&labels);
-            match pods::controller_of(rs.as_ref()) {
-                Some(r) if r.uid != uid => {}
-                Some(_) if matches => owned.push(rs.as_ref().clone()),
-                Some(_) => {
-                    if !deleting {
-                        let patch = json!({"metadata": {
-                            "ownerReferences": [{"$patch": "delete", "uid": uid}],
-                            "uid": rs.uid()}});
-                        let _ = api
-                            .patch(
-                                &rs.name_any(),
-                                &PatchParams::default(),
-                                &Patch::Strategic(&patch),
-                            )
-                            .await;
-                    }
-                }
-                None => {
-                    if deleting || !matches || rs.metadata.deletion_timestamp.is_some() {
-                        continue;
-                    }
-                    let patch = json!({"metadata": {
-                        "ownerReferences": [pods::controller_ref(d)], "uid": rs.uid()}});
-                    match api
-                        .patch(
-                            &rs.name_any(),
-                            &PatchParams::default(),
-                            &Patch::Strategic(&patch),
-                        )
-                        .await
-                    {
-                        Ok(adopted) => owned.push(adopted),
-                        Err(e) if is_not_found(&e) => {}
-                        Err(e) => return Err(api_message(&e)),
-                    }
-                }
-            }
-        }
+        let candidates = self.replicasets.by_index("namespace", &ns);
+        let owned = crate::claim::claim(&self.client, d, &selector_of(d), candidates).await?;
+        let mut owned: Vec<ReplicaSet> = owned.iter().map(|rs| rs.as_ref().clone()).collect();
         owned.sort_by(|a, b| {
             (
                 a.metadata.creation_timestamp.as_ref().map(|t| t.0),
