@@ -33,9 +33,9 @@ where
     let deleting = owner.meta().deletion_timestamp.is_some();
     let api: Api<K> = Api::namespaced(client.clone(), &owner.namespace().unwrap_or_default());
     let mut owned = Vec::new();
+    let no_labels = std::collections::BTreeMap::new();
     for obj in candidates {
-        let labels = obj.meta().labels.clone().unwrap_or_default();
-        let matches = selector.matches(&labels);
+        let matches = selector.matches(obj.meta().labels.as_ref().unwrap_or(&no_labels));
         let patch = match pods::controller_of(obj.as_ref()) {
             Some(r) if r.uid != uid => continue,
             Some(_) if matches => {

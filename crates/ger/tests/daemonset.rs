@@ -502,3 +502,36 @@ fn kill_9_mid_rollout_completes_within_max_unavailable() {
             .all(|p| p.1 == "nginx:1.14")
     );
 }
+
+#[test]
+fn orphaned_pods_are_adopted_again() {
+    let Some(g) = common::cluster(&[]) else {
+        return;
+    };
+    g.ok(&["apply", "-f", &fixture("daemonset-demo.yaml")]);
+    g.wait_until(
+        &["get", "pods", "-l", "app=daem-nginx", "--no-headers"],
+        30,
+        |o| rows(o).len() == 3,
+    );
+    let before = g.ok(&["get", "pods", "-l", "app=daem-nginx", "-o", "name"]);
+    g.ok(&["delete", "ds", "daemset-nginx", "--cascade=orphan"]);
+    g.ok(&["apply", "-f", &fixture("daemonset-demo.yaml")]);
+    g.wait_until(
+        &[
+            "get",
+            "pods",
+            "-l",
+            "app=daem-nginx",
+            "-o",
+            "jsonpath={range .items[*]}{.metadata.ownerReferences[0].name}{\"\\n\"}{end}",
+        ],
+        30,
+        |o| o.lines().count() == 3 && o.lines().all(|l| l == "daemset-nginx"),
+    );
+    assert_eq!(
+        g.ok(&["get", "pods", "-l", "app=daem-nginx", "-o", "name"]),
+        before,
+        "the same pods, adopted"
+    );
+}

@@ -331,6 +331,15 @@ impl DaemonSetController {
         if ds.metadata.deletion_timestamp.is_some() {
             return Ok(Outcome::Done);
         }
+        // Adopt matching orphans (pods left by a DaemonSet deleted with --cascade=orphan).
+        let candidates: Vec<Arc<Pod>> = self
+            .pods
+            .by_index("namespace", &ds.namespace().unwrap_or_default())
+            .into_iter()
+            .filter(|p| pods::controller_of(p.as_ref()).is_none() && !is_deleting(p))
+            .collect();
+        let selector = Selector::from_label_selector(ds.spec.as_ref().map(|s| &s.selector));
+        crate::claim::claim(&self.client, &ds, &selector, candidates).await?;
         let (cur, old) = self.construct_history(&ds).await?;
         let hash = cur.labels().get(HASH_LABEL).cloned().unwrap_or_default();
         let node_pods = self.node_pods(&ds);
