@@ -557,7 +557,8 @@ mod tests {
     #[test]
     fn stages_with_delays() {
         let opts = FleetOptions::default();
-        let t0 = Utc::now();
+        // Status times have whole seconds: start on one so the stage delays are exact.
+        let t0 = chrono::Timelike::with_nanosecond(&Utc::now(), 0).unwrap();
         let mut p = pod(json!([{"name": "c", "image": "nginx"}]), "Always");
         let s1 = plan(&p, &opts, t0);
         apply(&mut p, &s1);
