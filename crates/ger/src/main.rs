@@ -2,6 +2,7 @@
 
 mod bench;
 mod cluster;
+mod rolling_update;
 mod server;
 mod tls;
 
@@ -18,12 +19,25 @@ struct Cli {
     command: Command,
 }
 
+/// The command line of the kubectl plugin.
+#[derive(Debug, Parser)]
+#[command(
+    name = "kubectl rolling-update",
+    about = "Rolling update of a ReplicationController"
+)]
+struct PluginCli {
+    #[command(flatten)]
+    args: rolling_update::RollingUpdateArgs,
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the API server over the embedded store.
     Server(server::ServerArgs),
     /// Run the controllers (and simulated nodes) against any API server.
     Controllers(cluster::ControllersArgs),
+    /// Rolling update of a ReplicationController (kubectl 1.17's `rolling-update`).
+    RollingUpdate(rolling_update::RollingUpdateArgs),
     /// Measure ger and print figures.
     Bench(bench::BenchArgs),
 }
@@ -36,7 +50,22 @@ fn main() -> std::process::ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
+    // Installed as `kubectl-rolling_update`, ger is the kubectl plugin.
+    let argv0 = std::env::args().next().unwrap_or_default();
+    let as_plugin = std::path::Path::new(&argv0)
+        .file_name()
+        .is_some_and(|n| n.to_string_lossy().starts_with("kubectl-rolling_update"));
+    let cli = if as_plugin {
+        let args = std::env::args().skip(1);
+        let parsed = PluginCli::parse_from(
+            std::iter::once("kubectl rolling-update".to_string()).chain(args),
+        );
+        Cli {
+            command: Command::RollingUpdate(parsed.args),
+        }
+    } else {
+        Cli::parse()
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -51,6 +80,7 @@ fn main() -> std::process::ExitCode {
         match cli.command {
             Command::Server(args) => server::run(args).await.map_err(|e| e.to_string()),
             Command::Controllers(args) => cluster::run_controllers(args).await,
+            Command::RollingUpdate(args) => rolling_update::run(args).await,
             Command::Bench(args) => bench::run(args).await,
         }
     });

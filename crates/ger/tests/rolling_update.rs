@@ -1,0 +1,214 @@
+//! `kubectl rolling-update` through ger's kubectl plugin, against `ger server` (seed 003).
+
+#![allow(clippy::unwrap_used)]
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use ger_testkit::GerServer;
+
+mod common;
+
+use common::{fixture, rows};
+
+/// A directory with the plugin (`kubectl-rolling_update` → ger) to put on PATH.
+fn plugin_path(g: &GerServer) -> String {
+    let dir = g.path("bin");
+    std::fs::create_dir_all(&dir).unwrap();
+    let link = dir.join("kubectl-rolling_update");
+    if !link.exists() {
+        std::os::unix::fs::symlink(Path::new(env!("CARGO_BIN_EXE_ger")), &link).unwrap();
+    }
+    format!(
+        "{}:{}",
+        dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    )
+}
+
+fn rolling_update(g: &GerServer, args: &[&str]) -> Command {
+    let mut cmd = Command::new("kubectl");
+    cmd.arg("rolling-update")
+        .args(args)
+        .env("HOME", &g.home)
+        .env("KUBECONFIG", &g.kubeconfig)
+        .env("PATH", plugin_path(g));
+    cmd
+}
+
+fn wait_running(g: &GerServer, n: usize) {
+    g.wait_until(
+        &["get", "pods", "-l", "app=nginx", "--no-headers"],
+        30,
+        |o| {
+            let r = rows(o);
+            r.len() == n && r.iter().all(|x| x[2] == "Running" && x[1] == "1/1")
+        },
+    );
+}
+
+#[test]
+fn seed_003_rolling_update_with_image() {
+    let Some(g) = common::cluster(&[]) else {
+        return;
+    };
+    g.ok(&["apply", "-f", &fixture("my-nginx-rc.yaml")]);
+    wait_running(&g, 5);
+    let out = rolling_update(
+        &g,
+        &["my-nginx", "--image=nginx:1.9.1", "--update-period=1s"],
+    )
+    .output()
+    .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<&str> = text.lines().collect();
+    let new = lines[0].strip_prefix("Created ").unwrap();
+    let hash = new.strip_prefix("my-nginx-").unwrap();
+    assert_eq!(hash.len(), 32, "{new}");
+    let mut want = vec![
+        format!("Created {new}"),
+        format!(
+            "Scaling up {new} from 0 to 5, scaling down my-nginx from 5 to 0 (keep 5 pods available, don't exceed 6 pods)"
+        ),
+    ];
+    for i in 1..=5 {
+        want.push(format!("Scaling {new} up to {i}"));
+        want.push(format!("Scaling my-nginx down to {}", 5 - i));
+    }
+    want.push("Update succeeded. Deleting old controller: my-nginx".into());
+    want.push(format!("Renaming {new} to my-nginx"));
+    want.push("replicationcontroller \"my-nginx\" rolling updated".into());
+    assert_eq!(lines, want);
+    wait_running(&g, 5);
+    let labels = g.ok(&[
+        "get",
+        "pods",
+        "-l",
+        "app=nginx",
+        "-L",
+        "deployment",
+        "--no-headers",
+    ]);
+    assert!(
+        rows(&labels)
+            .iter()
+            .all(|r| r.last().map(String::as_str) == Some(hash)),
+        "{labels}"
+    );
+    let images = g.ok(&[
+        "get",
+        "pods",
+        "-l",
+        "app=nginx",
+        "-o",
+        "jsonpath={.items[*].spec.containers[0].image}",
+    ]);
+    assert!(images.split(' ').all(|i| i == "nginx:1.9.1"), "{images}");
+    assert_eq!(
+        g.ok(&["get", "rc", "-o", "name"]).trim(),
+        "replicationcontroller/my-nginx"
+    );
+    g.wait_until(
+        &[
+            "get",
+            "pods",
+            "-l",
+            "app=nginx",
+            "-o",
+            "jsonpath={range .items[*]}{.metadata.ownerReferences[0].name}{\"\\n\"}{end}",
+        ],
+        20,
+        |o| o.lines().count() == 5 && o.lines().all(|l| l == "my-nginx"),
+    );
+}
+
+#[test]
+fn interrupted_update_resumes_or_rolls_back() {
+    let Some(g) = common::cluster(&[]) else {
+        return;
+    };
+    g.ok(&["apply", "-f", &fixture("my-nginx-rc.yaml")]);
+    wait_running(&g, 5);
+    // Start, and interrupt half way.
+    let mut child = rolling_update(
+        &g,
+        &["my-nginx", "--image=nginx:1.9.1", "--update-period=2s"],
+    )
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(4));
+    let _ = child.kill();
+    let _ = child.wait();
+    // Roll back: the old controller returns to its replica count, the new one goes.
+    let out = rolling_update(&g, &["my-nginx", "--rollback"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.starts_with("Setting \"my-nginx\" replicas to 5"),
+        "{text}"
+    );
+    assert_eq!(
+        g.ok(&["get", "rc", "-o", "name"]).trim(),
+        "replicationcontroller/my-nginx"
+    );
+    wait_running(&g, 5);
+    // Start again, interrupt, and run the same command: it finishes the job.
+    let mut child = rolling_update(
+        &g,
+        &["my-nginx", "--image=nginx:1.9.1", "--update-period=2s"],
+    )
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(4));
+    let _ = child.kill();
+    let _ = child.wait();
+    let out = rolling_update(
+        &g,
+        &["my-nginx", "--image=nginx:1.9.1", "--update-period=1s"],
+    )
+    .output()
+    .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.starts_with("Found existing update in progress"),
+        "{text}"
+    );
+    assert!(
+        text.contains("Continuing update with existing controller"),
+        "{text}"
+    );
+    assert!(
+        text.ends_with("replicationcontroller \"my-nginx\" rolling updated\n"),
+        "{text}"
+    );
+    wait_running(&g, 5);
+    let images = g.ok(&[
+        "get",
+        "pods",
+        "-l",
+        "app=nginx",
+        "-o",
+        "jsonpath={.items[*].spec.containers[0].image}",
+    ]);
+    assert!(images.split(' ').all(|i| i == "nginx:1.9.1"), "{images}");
+}
