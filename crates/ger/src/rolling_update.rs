@@ -185,6 +185,26 @@ impl Updater {
         if self.args.rollback {
             return self.rollback(old, existing_name).await;
         }
+        if let Some(path) = &self.args.filename {
+            let new = self.new_from_file(&old, path)?;
+            let new = self.roll(&mut old, new).await?;
+            let patch = json!({"metadata": {"annotations": {ann("update-source-id"): null, ann("desired-replicas"): null}}});
+            self.api
+                .patch(
+                    &new.name_any(),
+                    &PatchParams::default(),
+                    &Patch::Merge(&patch),
+                )
+                .await
+                .map_err(api_err)?;
+            println!("Update succeeded. Deleting old controller: {old_name}");
+            self.delete(old_name, PropagationPolicy::Background).await?;
+            println!(
+                "replicationcontroller \"{}\" rolling updated",
+                new.name_any()
+            );
+            return Ok(());
+        }
         let existing = match &existing_name {
             Some(n) => self.api.get_opt(n).await.map_err(api_err)?,
             None => None,
@@ -277,6 +297,70 @@ impl Updater {
             );
         }
         Ok(())
+    }
+
+    /// The new controller from `-f FILE`: one ReplicationController, another name, a selector
+    /// that differs from the old one's on a shared key.
+    fn new_from_file(
+        &self,
+        old: &ReplicationController,
+        path: &std::path::Path,
+    ) -> Result<ReplicationController, String> {
+        let file = path.display().to_string();
+        let text = if file == "-" {
+            std::io::read_to_string(std::io::stdin()).map_err(|e| e.to_string())?
+        } else {
+            std::fs::read_to_string(path)
+                .map_err(|_| format!("please make sure {file} exists and is not empty"))?
+        };
+        let value: serde_json::Value =
+            serde_yaml::from_str(&text).map_err(|e| format!("error parsing {file}: {e}"))?;
+        if value.get("items").is_some() {
+            return Err(format!("{file} specifies multiple items"));
+        }
+        let kind = value.get("kind").and_then(|k| k.as_str()).unwrap_or("");
+        if kind != "ReplicationController" {
+            let api = value
+                .get("apiVersion")
+                .and_then(|k| k.as_str())
+                .unwrap_or("");
+            return Err(format!(
+                "{file} contains a {api}, Kind={kind} not a ReplicationController"
+            ));
+        }
+        let mut new: ReplicationController =
+            serde_json::from_value(value).map_err(|e| format!("error parsing {file}: {e}"))?;
+        if new.name_any() == old.name_any() {
+            return Err(format!(
+                "{file} cannot have the same name as the existing ReplicationController {}",
+                old.name_any()
+            ));
+        }
+        let old_sel = old
+            .spec
+            .as_ref()
+            .and_then(|s| s.selector.clone())
+            .unwrap_or_default();
+        let new_sel = new
+            .spec
+            .as_ref()
+            .and_then(|s| s.selector.clone())
+            .unwrap_or_default();
+        if !new_sel
+            .iter()
+            .any(|(k, v)| old_sel.get(k).is_some_and(|o| o != v))
+        {
+            return Err(format!(
+                "{file} must specify a matching key with non-equal value in Selector for {}",
+                old.name_any()
+            ));
+        }
+        let spec = new.spec.get_or_insert_with(Default::default);
+        if spec.replicas.is_none() {
+            spec.replicas = Some(replicas(old));
+        }
+        new.metadata.namespace = old.metadata.namespace.clone();
+        Ok(new)
     }
 
     fn new_from_image(

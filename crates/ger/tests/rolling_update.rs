@@ -212,3 +212,87 @@ fn interrupted_update_resumes_or_rolls_back() {
     ]);
     assert!(images.split(' ').all(|i| i == "nginx:1.9.1"), "{images}");
 }
+
+#[test]
+fn rolling_update_from_a_file() {
+    let Some(g) = common::cluster(&[]) else {
+        return;
+    };
+    g.ok(&["apply", "-f", &fixture("my-nginx-rc.yaml")]);
+    wait_running(&g, 5);
+    // A fresh controller's selector has no `deployment` key to differ on: upstream refuses.
+    let out = rolling_update(&g, &["my-nginx", "-f", &fixture("nginx-rc-v4.yaml")])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("must specify a matching key with non-equal value in Selector for my-nginx")
+    );
+    // As in the seed: an image update first, then the file.
+    let out = rolling_update(
+        &g,
+        &["my-nginx", "--image=nginx:1.9.1", "--update-period=1s"],
+    )
+    .output()
+    .unwrap();
+    assert!(out.status.success());
+    wait_running(&g, 5);
+    let out = rolling_update(
+        &g,
+        &[
+            "my-nginx",
+            "-f",
+            &fixture("nginx-rc-v4.yaml"),
+            "--update-period=1s",
+        ],
+    )
+    .output()
+    .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "Created my-nginx-v4");
+    assert_eq!(
+        lines[lines.len() - 2],
+        "Update succeeded. Deleting old controller: my-nginx"
+    );
+    assert_eq!(
+        lines[lines.len() - 1],
+        "replicationcontroller \"my-nginx-v4\" rolling updated"
+    );
+    g.wait_until(&["get", "rc", "-o", "name"], 20, |o| {
+        o.trim() == "replicationcontroller/my-nginx-v4"
+    });
+    g.wait_until(
+        &[
+            "get",
+            "pods",
+            "-l",
+            "app=nginx",
+            "-o",
+            "jsonpath={.items[*].spec.containers[0].image}",
+        ],
+        30,
+        |o| o.split(' ').count() == 5 && o.split(' ').all(|i| i == "nginx:1.9.2"),
+    );
+    // The file must not reuse the old name.
+    let same = g.path("same.yaml");
+    std::fs::write(
+        &same,
+        std::fs::read_to_string(fixture("nginx-rc-v4.yaml")).unwrap(),
+    )
+    .unwrap();
+    let out = rolling_update(&g, &["my-nginx-v4", "-f", same.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(
+            "cannot have the same name as the existing ReplicationController my-nginx-v4"
+        )
+    );
+}
