@@ -339,10 +339,10 @@ impl DaemonSetController {
             .filter(|p| pods::controller_of(p.as_ref()).is_none() && !is_deleting(p))
             .collect();
         let selector = Selector::from_label_selector(ds.spec.as_ref().map(|s| &s.selector));
-        crate::claim::claim(&self.client, &ds, &selector, candidates).await?;
+        let adopted = crate::claim::claim(&self.client, &ds, &selector, candidates).await?;
         let (cur, old) = self.construct_history(&ds).await?;
         let hash = cur.labels().get(HASH_LABEL).cloned().unwrap_or_default();
-        let node_pods = self.node_pods(&ds);
+        let node_pods = self.node_pods(&ds, adopted);
         if !self.expectations.satisfied(key) {
             let eligibility = self.eligibility(&ds);
             return self
@@ -378,12 +378,18 @@ impl DaemonSetController {
     }
 
     /// Owned pods by target node, without the terminal pods already being deleted.
-    fn node_pods(&self, ds: &DaemonSet) -> HashMap<String, Vec<Arc<Pod>>> {
+    /// `adopted`: pods this sync just adopted, which the informer may not show as ours yet.
+    fn node_pods(&self, ds: &DaemonSet, adopted: Vec<Arc<Pod>>) -> HashMap<String, Vec<Arc<Pod>>> {
         let mut map: HashMap<String, Vec<Arc<Pod>>> = HashMap::new();
-        for p in self
+        let owned = self
             .pods
-            .by_index("controller", &ds.uid().unwrap_or_default())
-        {
+            .by_index("controller", &ds.uid().unwrap_or_default());
+        let known: std::collections::HashSet<String> =
+            owned.iter().map(|p| key_of(p.as_ref())).collect();
+        let adopted = adopted
+            .into_iter()
+            .filter(|p| !known.contains(&key_of(p.as_ref())));
+        for p in owned.into_iter().chain(adopted) {
             if is_terminal(&p) && is_deleting(&p) {
                 continue;
             }
