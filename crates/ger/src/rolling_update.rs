@@ -55,6 +55,9 @@ pub struct RollingUpdateArgs {
     /// Abort an update in progress and return to the old controller.
     #[arg(long)]
     pub rollback: bool,
+    /// Print what would be rolled, change nothing (`--dry-run`, `--dry-run=client`).
+    #[arg(long, num_args = 0..=1, default_missing_value = "client")]
+    pub dry_run: Option<String>,
     #[arg(long)]
     pub kubeconfig: Option<PathBuf>,
     #[arg(short = 'n', long)]
@@ -184,6 +187,24 @@ impl Updater {
         let existing_name = self.args.new.clone().or(next_id);
         if self.args.rollback {
             return self.rollback(old, existing_name).await;
+        }
+        if self
+            .args
+            .dry_run
+            .as_deref()
+            .is_some_and(|d| d != "none" && d != "false")
+        {
+            let new = match &self.args.filename {
+                Some(path) => self.new_from_file(&old, path)?,
+                None => match existing_name.as_deref() {
+                    Some(n) if self.api.get_opt(n).await.map_err(api_err)?.is_some() => {
+                        self.api.get(n).await.map_err(api_err)?
+                    }
+                    _ => self.new_from_image(&old, &key)?,
+                },
+            };
+            println!("Rolling from:\n{old_name}\nTo:\n{}\n", new.name_any());
+            return Ok(());
         }
         if let Some(path) = &self.args.filename {
             let new = self.new_from_file(&old, path)?;

@@ -54,12 +54,49 @@ fn seed_003_rolling_update_with_image() {
     };
     g.ok(&["apply", "-f", &fixture("my-nginx-rc.yaml")]);
     wait_running(&g, 5);
-    let out = rolling_update(
+    // A dry run names both controllers and changes nothing.
+    let out = rolling_update(&g, &["my-nginx", "--image=nginx:1.9.1", "--dry-run"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        text.starts_with("Rolling from:\nmy-nginx\nTo:\nmy-nginx-"),
+        "{text}"
+    );
+    assert_eq!(
+        g.ok(&["get", "rc", "-o", "name"]).trim(),
+        "replicationcontroller/my-nginx"
+    );
+    // Run it, watching that at least 5 pods are available all along.
+    let child = rolling_update(
         &g,
         &["my-nginx", "--image=nginx:1.9.1", "--update-period=1s"],
     )
-    .output()
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
     .unwrap();
+    let mut fewest = usize::MAX;
+    let started = std::time::Instant::now();
+    while started.elapsed() < std::time::Duration::from_secs(6) {
+        if let Some(pods) = common::live_pods(&g, "app=nginx") {
+            let ready = pods
+                .iter()
+                .filter(|p| {
+                    p["status"]["conditions"].as_array().is_some_and(|c| {
+                        c.iter()
+                            .any(|c| c["type"] == "Ready" && c["status"] == "True")
+                    })
+                })
+                .count();
+            fewest = fewest.min(ready);
+        }
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        fewest >= 5,
+        "only {fewest} pods were available at one point"
+    );
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(
         out.status.success(),
