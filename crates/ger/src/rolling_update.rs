@@ -181,129 +181,42 @@ impl Updater {
     async fn update(&self, old_name: &str) -> Result<(), String> {
         let mut old = self.api.get(old_name).await.map_err(api_err)?;
         let key = self.args.deployment_label_key.clone();
-        let keep_name = self.args.new.is_none();
         // The new controller: named, or the one an earlier run started.
         let next_id = old.annotations().get(&ann("next-controller-id")).cloned();
         let existing_name = self.args.new.clone().or(next_id);
         if self.args.rollback {
             return self.rollback(old, existing_name).await;
         }
-        if self
+        let (new, resumed) = self.target(&old, existing_name.as_deref(), &key).await?;
+        let dry_run = self
             .args
             .dry_run
             .as_deref()
-            .is_some_and(|d| d != "none" && d != "false")
-        {
-            let new = match &self.args.filename {
-                Some(path) => self.new_from_file(&old, path)?,
-                None => match existing_name.as_deref() {
-                    Some(n) if self.api.get_opt(n).await.map_err(api_err)?.is_some() => {
-                        self.api.get(n).await.map_err(api_err)?
-                    }
-                    _ => self.new_from_image(&old, &key)?,
-                },
-            };
+            .is_some_and(|d| d != "none" && d != "false");
+        if dry_run {
             println!("Rolling from:\n{old_name}\nTo:\n{}\n", new.name_any());
             return Ok(());
         }
-        if let Some(path) = &self.args.filename {
-            let new = self.new_from_file(&old, path)?;
-            let new = self.roll(&mut old, new).await?;
-            let patch = json!({"metadata": {"annotations": {ann("update-source-id"): null, ann("desired-replicas"): null}}});
-            self.api
-                .patch(
-                    &new.name_any(),
-                    &PatchParams::default(),
-                    &Patch::Merge(&patch),
-                )
-                .await
-                .map_err(api_err)?;
+        if resumed {
+            println!(
+                "Found existing update in progress ({}), resuming.",
+                new.name_any()
+            );
+        }
+        old = self.stamp(old, &new.name_any(), &key).await?;
+        let new = self.roll(&mut old, new).await?;
+        let cleanup = json!({"metadata": {"annotations": {
+            ann("update-source-id"): null, ann("desired-replicas"): null}}});
+        let new = self.merge(&new.name_any(), &cleanup).await?;
+        if self.args.filename.is_some() {
             println!("Update succeeded. Deleting old controller: {old_name}");
             self.delete(old_name, PropagationPolicy::Background).await?;
             println!(
                 "replicationcontroller \"{}\" rolling updated",
                 new.name_any()
             );
-            return Ok(());
-        }
-        let existing = match &existing_name {
-            Some(n) => self.api.get_opt(n).await.map_err(api_err)?,
-            None => None,
-        };
-        let new = match existing {
-            Some(rc) => {
-                let image = first_image(&rc).unwrap_or_default();
-                if self.args.image.as_deref().is_some_and(|i| i != image) {
-                    return Err(format!(
-                        "Found existing in-progress update to image ({image}).\nEither continue in-progress update with --image={image} or rollback with --rollback"
-                    ));
-                }
-                println!(
-                    "Found existing update in progress ({}), resuming.",
-                    rc.name_any()
-                );
-                rc
-            }
-            None => self.new_from_image(&old, &key)?,
-        };
-        // Stamp the old controller and give its pods the label, if they lack it.
-        let old_selector = old
-            .spec
-            .as_ref()
-            .and_then(|s| s.selector.clone())
-            .unwrap_or_default();
-        if !old_selector.contains_key(&key) {
-            let orig = format!(
-                "{}-orig",
-                md5_hex(&serde_json::to_vec(&old).unwrap_or_default())
-            );
-            let list = self
-                .pods
-                .list(&ListParams::default().labels(&selector_string(&old_selector)))
-                .await
-                .map_err(api_err)?;
-            for pod in list.items {
-                let patch = json!({"metadata": {"labels": {key.clone(): orig.clone()}}});
-                let _ = self
-                    .pods
-                    .patch(
-                        &pod.name_any(),
-                        &PatchParams::default(),
-                        &Patch::Merge(&patch),
-                    )
-                    .await;
-            }
-            let mut selector = old_selector.clone();
-            selector.insert(key.clone(), orig.clone());
-            let patch = json!({"metadata": {"annotations": {ann("next-controller-id"): new.name_any()}},
-                "spec": {"selector": selector, "template": {"metadata": {"labels": {key.clone(): orig}}}}});
-            old = self
-                .api
-                .patch(old_name, &PatchParams::default(), &Patch::Merge(&patch))
-                .await
-                .map_err(api_err)?;
-        } else if old.annotations().get(&ann("next-controller-id")) != Some(&new.name_any()) {
-            let patch =
-                json!({"metadata": {"annotations": {ann("next-controller-id"): new.name_any()}}});
-            old = self
-                .api
-                .patch(old_name, &PatchParams::default(), &Patch::Merge(&patch))
-                .await
-                .map_err(api_err)?;
-        }
-        let new = self.roll(&mut old, new).await?;
-        // Cleanup.
-        let patch = json!({"metadata": {"annotations": {ann("update-source-id"): null, ann("desired-replicas"): null}}});
-        let new = self
-            .api
-            .patch(
-                &new.name_any(),
-                &PatchParams::default(),
-                &Patch::Merge(&patch),
-            )
-            .await
-            .map_err(api_err)?;
-        if keep_name {
+        } else if self.args.new.is_none() {
+            // One name given: the new controller takes the old one's name.
             println!("Update succeeded. Deleting old controller: {old_name}");
             self.delete(old_name, PropagationPolicy::Background).await?;
             println!("Renaming {} to {old_name}", new.name_any());
@@ -318,6 +231,97 @@ impl Updater {
             );
         }
         Ok(())
+    }
+
+    /// A merge patch of the controller `name`.
+    async fn merge(
+        &self,
+        name: &str,
+        patch: &serde_json::Value,
+    ) -> Result<ReplicationController, String> {
+        self.api
+            .patch(name, &PatchParams::default(), &Patch::Merge(patch))
+            .await
+            .map_err(api_err)
+    }
+
+    /// The controller to roll to, and whether it is one an earlier run left in progress.
+    async fn target(
+        &self,
+        old: &ReplicationController,
+        existing_name: Option<&str>,
+        key: &str,
+    ) -> Result<(ReplicationController, bool), String> {
+        if let Some(path) = &self.args.filename {
+            return Ok((self.new_from_file(old, path)?, false));
+        }
+        let existing = match existing_name {
+            Some(n) => self.api.get_opt(n).await.map_err(api_err)?,
+            None => None,
+        };
+        let Some(rc) = existing else {
+            return Ok((self.new_from_image(old, key)?, false));
+        };
+        let image = first_image(&rc).unwrap_or_default();
+        if self.args.image.as_deref().is_some_and(|i| i != image) {
+            return Err(format!(
+                "Found existing in-progress update to image ({image}).\nEither continue in-progress update with --image={image} or rollback with --rollback"
+            ));
+        }
+        Ok((rc, true))
+    }
+
+    /// Point the old controller at the new one and, if its selector lacks the deployment
+    /// key, give it (and its pods) `<key>=<hash>-orig`.
+    async fn stamp(
+        &self,
+        old: ReplicationController,
+        new_name: &str,
+        key: &str,
+    ) -> Result<ReplicationController, String> {
+        let old_name = old.name_any();
+        let old_selector = old
+            .spec
+            .as_ref()
+            .and_then(|s| s.selector.clone())
+            .unwrap_or_default();
+        if old_selector.contains_key(key) {
+            if old
+                .annotations()
+                .get(&ann("next-controller-id"))
+                .map(String::as_str)
+                == Some(new_name)
+            {
+                return Ok(old);
+            }
+            let patch = json!({"metadata": {"annotations": {ann("next-controller-id"): new_name}}});
+            return self.merge(&old_name, &patch).await;
+        }
+        let orig = format!(
+            "{}-orig",
+            md5_hex(&serde_json::to_vec(&old).unwrap_or_default())
+        );
+        let list = self
+            .pods
+            .list(&ListParams::default().labels(&selector_string(&old_selector)))
+            .await
+            .map_err(api_err)?;
+        for pod in list.items {
+            let patch = json!({"metadata": {"labels": {key: orig.clone()}}});
+            let _ = self
+                .pods
+                .patch(
+                    &pod.name_any(),
+                    &PatchParams::default(),
+                    &Patch::Merge(&patch),
+                )
+                .await;
+        }
+        let mut selector = old_selector;
+        selector.insert(key.to_string(), orig.clone());
+        let patch = json!({"metadata": {"annotations": {ann("next-controller-id"): new_name}},
+            "spec": {"selector": selector, "template": {"metadata": {"labels": {key: orig}}}}});
+        self.merge(&old_name, &patch).await
     }
 
     /// The new controller from `-f FILE`: one ReplicationController, another name, a selector
@@ -502,15 +506,7 @@ impl Updater {
             })?;
         if !old.annotations().contains_key(&ann("original-replicas")) {
             let patch = json!({"metadata": {"annotations": {ann("original-replicas"): replicas(old).to_string()}}});
-            *old = self
-                .api
-                .patch(
-                    &old.name_any(),
-                    &PatchParams::default(),
-                    &Patch::Merge(&patch),
-                )
-                .await
-                .map_err(api_err)?;
+            *old = self.merge(&old.name_any(), &patch).await?;
         }
         let (max_surge, min_available) = (1, desired);
         println!(
@@ -685,14 +681,7 @@ impl Updater {
         self.delete(&new.name_any(), PropagationPolicy::Background)
             .await?;
         let patch = json!({"metadata": {"annotations": {ann("next-controller-id"): null, ann("original-replicas"): null}}});
-        self.api
-            .patch(
-                &old.name_any(),
-                &PatchParams::default(),
-                &Patch::Merge(&patch),
-            )
-            .await
-            .map_err(api_err)?;
+        self.merge(&old.name_any(), &patch).await?;
         println!("replicationcontroller \"{}\" rolled back", old.name_any());
         Ok(())
     }
