@@ -783,22 +783,7 @@ fn validate_pod_spec(spec: Option<&Value>, path: &str, is_pod: bool, errs: &mut 
     if let Some(vols) = spec.get("volumes").and_then(Value::as_array) {
         for (i, v) in vols.iter().enumerate() {
             let f = format!("{path}.volumes[{i}]");
-            let name = str_at(v, "name");
-            if name.is_empty() {
-                errs.push(FieldError::required(&format!("{f}.name"), ""));
-            } else {
-                for msg in dns_label_errors(name) {
-                    errs.push(FieldError::invalid(
-                        &format!("{f}.name"),
-                        &json!(name),
-                        &msg,
-                    ));
-                }
-                if volume_names.contains(&name) {
-                    errs.push(FieldError::duplicate(&format!("{f}.name"), &json!(name)));
-                }
-                volume_names.push(name);
-            }
+            unique_label_name(str_at(v, "name"), &f, &mut volume_names, errs);
             let sources = v
                 .as_object()
                 .map_or(0, |m| m.keys().filter(|k| *k != "name").count());
@@ -866,22 +851,7 @@ fn validate_container<'a>(
     seen: &mut Vec<&'a str>,
     errs: &mut Vec<FieldError>,
 ) {
-    let name = str_at(c, "name");
-    if name.is_empty() {
-        errs.push(FieldError::required(&format!("{f}.name"), ""));
-    } else {
-        for msg in dns_label_errors(name) {
-            errs.push(FieldError::invalid(
-                &format!("{f}.name"),
-                &json!(name),
-                &msg,
-            ));
-        }
-        if seen.contains(&name) {
-            errs.push(FieldError::duplicate(&format!("{f}.name"), &json!(name)));
-        }
-        seen.push(name);
-    }
+    unique_label_name(str_at(c, "name"), f, seen, errs);
     if str_at(c, "image").is_empty() {
         errs.push(FieldError::required(&format!("{f}.image"), ""));
     }
@@ -947,6 +917,27 @@ fn validate_container<'a>(
             }
         }
     }
+}
+
+/// `<field>.name`: required, a DNS-1123 label, unique among `seen` (which it joins).
+fn unique_label_name<'a>(
+    name: &'a str,
+    field: &str,
+    seen: &mut Vec<&'a str>,
+    errs: &mut Vec<FieldError>,
+) {
+    let f = format!("{field}.name");
+    if name.is_empty() {
+        errs.push(FieldError::required(&f, ""));
+        return;
+    }
+    for msg in dns_label_errors(name) {
+        errs.push(FieldError::invalid(&f, &json!(name), &msg));
+    }
+    if seen.contains(&name) {
+        errs.push(FieldError::duplicate(&f, &json!(name)));
+    }
+    seen.push(name);
 }
 
 const POD_UPDATE_MSG: &str = "pod updates may not change fields other than `spec.containers[*].image`,`spec.initContainers[*].image`,`spec.activeDeadlineSeconds`,`spec.tolerations` (only additions to existing tolerations),`spec.terminationGracePeriodSeconds` (allow it to be set to 1 if it was previously negative)";

@@ -116,16 +116,20 @@ fn pod(i: usize) -> Value {
     })
 }
 
-async fn apiserver(args: BenchArgs) -> Result<(), String> {
-    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-    let store: ger_store::DynStore = if args.in_memory {
+/// The store a benchmark runs on: SQLite in `dir`, or memory with `--in-memory`.
+fn bench_store(args: &BenchArgs, dir: &std::path::Path) -> Result<ger_store::DynStore, String> {
+    Ok(if args.in_memory {
         Arc::new(ger_store::MvccStore::memory(ger_store::DEFAULT_HISTORY))
     } else {
         Arc::new(
-            ger_store::open_sqlite(dir.path(), ger_store::DEFAULT_HISTORY)
-                .map_err(|e| e.to_string())?,
+            ger_store::open_sqlite(dir, ger_store::DEFAULT_HISTORY).map_err(|e| e.to_string())?,
         )
-    };
+    })
+}
+
+async fn apiserver(args: BenchArgs) -> Result<(), String> {
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let store = bench_store(&args, dir.path())?;
     let started = Instant::now();
     let state = ApiState::new(store, ApiOptions::default()).await?;
     let app = router(state);
@@ -327,14 +331,7 @@ async fn bench_cluster(
     String,
 > {
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-    let store: ger_store::DynStore = if args.in_memory {
-        Arc::new(ger_store::MvccStore::memory(ger_store::DEFAULT_HISTORY))
-    } else {
-        Arc::new(
-            ger_store::open_sqlite(dir.path(), ger_store::DEFAULT_HISTORY)
-                .map_err(|e| e.to_string())?,
-        )
-    };
+    let store = bench_store(args, dir.path())?;
     let state = ApiState::new(
         store,
         ApiOptions {
