@@ -133,6 +133,27 @@ impl Queue {
         self.notify.notify_waiters();
     }
 
+    /// Queue every key, then run `workers` workers syncing them with `sync` on `ctl` until
+    /// `stop` fires: a controller's main loop.
+    pub async fn serve<C, Fut, E>(
+        self: Arc<Self>,
+        keys: impl IntoIterator<Item = String>,
+        ctl: Arc<C>,
+        sync: fn(Arc<C>, String) -> Fut,
+        workers: usize,
+        stop: CancellationToken,
+    ) where
+        C: Send + Sync + 'static,
+        Fut: Future<Output = Result<Outcome, E>> + Send + 'static,
+        E: std::fmt::Display + Send + 'static,
+    {
+        for k in keys {
+            self.add(k);
+        }
+        self.run(workers, stop, move |key| sync(ctl.clone(), key))
+            .await;
+    }
+
     /// Run `workers` workers calling `reconcile` for each key until `stop` fires.
     pub async fn run<F, Fut, E>(
         self: Arc<Self>,

@@ -233,16 +233,21 @@ impl<O: ReplicaOwner> ReplicaController<O> {
     pub async fn run(self: Arc<Self>, workers: usize, stop: CancellationToken) {
         self.owners.wait_synced().await;
         self.pods.wait_synced().await;
-        for o in self.owners.list() {
-            self.queue.add(key_of(o.as_ref()));
-        }
-        let me = self.clone();
+        let keys: Vec<String> = self
+            .owners
+            .list()
+            .iter()
+            .map(|o| key_of(o.as_ref()))
+            .collect();
         self.queue
             .clone()
-            .run(workers, stop, move |key| {
-                let me = me.clone();
-                async move { me.sync(&key).await }
-            })
+            .serve(
+                keys,
+                self.clone(),
+                |c, key| async move { c.sync(&key).await },
+                workers,
+                stop,
+            )
             .await;
     }
 

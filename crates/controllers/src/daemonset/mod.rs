@@ -301,16 +301,21 @@ impl DaemonSetController {
         self.pods.wait_synced().await;
         self.nodes.wait_synced().await;
         self.revisions.wait_synced().await;
-        for d in self.daemonsets.list() {
-            self.queue.add(key_of(d.as_ref()));
-        }
-        let me = self.clone();
+        let keys: Vec<String> = self
+            .daemonsets
+            .list()
+            .iter()
+            .map(|o| key_of(o.as_ref()))
+            .collect();
         self.queue
             .clone()
-            .run(workers, stop, move |key| {
-                let me = me.clone();
-                async move { me.sync(&key).await }
-            })
+            .serve(
+                keys,
+                self.clone(),
+                |c, key| async move { c.sync(&key).await },
+                workers,
+                stop,
+            )
             .await;
     }
 

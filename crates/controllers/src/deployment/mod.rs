@@ -107,16 +107,21 @@ impl DeploymentController {
         self.deployments.wait_synced().await;
         self.replicasets.wait_synced().await;
         self.pods.wait_synced().await;
-        for d in self.deployments.list() {
-            self.queue.add(key_of(d.as_ref()));
-        }
-        let me = self.clone();
+        let keys: Vec<String> = self
+            .deployments
+            .list()
+            .iter()
+            .map(|o| key_of(o.as_ref()))
+            .collect();
         self.queue
             .clone()
-            .run(workers, stop, move |key| {
-                let me = me.clone();
-                async move { me.sync(&key).await }
-            })
+            .serve(
+                keys,
+                self.clone(),
+                |c, key| async move { c.sync(&key).await },
+                workers,
+                stop,
+            )
             .await;
     }
 
