@@ -389,11 +389,17 @@ impl DaemonSetController {
         let owned = self
             .pods
             .by_index("controller", &ds.uid().unwrap_or_default());
-        let known: std::collections::HashSet<String> =
-            owned.iter().map(|p| key_of(p.as_ref())).collect();
-        let adopted = adopted
-            .into_iter()
-            .filter(|p| !known.contains(&key_of(p.as_ref())));
+        // Usually none; when some, skip those the informer already shows as ours.
+        let adopted: Vec<Arc<Pod>> = if adopted.is_empty() {
+            adopted
+        } else {
+            let known: std::collections::HashSet<String> =
+                owned.iter().map(|p| key_of(p.as_ref())).collect();
+            adopted
+                .into_iter()
+                .filter(|p| !known.contains(&key_of(p.as_ref())))
+                .collect()
+        };
         for p in owned.into_iter().chain(adopted) {
             if is_terminal(&p) && is_deleting(&p) {
                 continue;
