@@ -8,9 +8,11 @@
 //! them for `kubectl get`, [`cache`] serves reads and watches from memory.
 //!
 //! Authentication is a bearer token checked on every request but `/healthz`, `/livez` and
-//! `/readyz`; TLS is the binary's business.
+//! `/readyz`: the administrator's, or a node's ([`auth`]), which confines the caller to its
+//! own node's objects. TLS is the binary's business.
 
 pub mod admission;
+pub mod auth;
 pub mod cache;
 pub mod errors;
 pub mod metrics;
@@ -27,7 +29,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{Extension, Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -161,26 +163,25 @@ pub fn router(state: ApiState) -> Router {
         .with_state(state)
 }
 
-async fn authenticate(State(st): State<ApiState>, req: Request, next: Next) -> Response {
+async fn authenticate(State(st): State<ApiState>, mut req: Request, next: Next) -> Response {
     let open = matches!(req.uri().path(), "/healthz" | "/livez" | "/readyz");
-    if let Some(token) = &st.token
-        && !open
-    {
-        let ok = req
+    let user = match &st.token {
+        None => Some(auth::User::Admin),
+        Some(secret) => req
             .headers()
             .get(header::AUTHORIZATION)
             .and_then(|h| h.to_str().ok())
             .and_then(|h| h.strip_prefix("Bearer "))
-            .is_some_and(|t| constant_time_eq(t.trim().as_bytes(), token.as_bytes()));
-        if !ok {
-            return ApiError::unauthorized().into_response();
+            .and_then(|t| auth::authenticate(secret, t)),
+    };
+    match user {
+        Some(user) => {
+            req.extensions_mut().insert(user);
         }
+        None if open => {}
+        None => return ApiError::unauthorized().into_response(),
     }
     next.run(req).await
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 fn legacy_list(group: &str, version: &str) -> Response {
@@ -227,29 +228,35 @@ async fn openapi_v3(Path(path): Path<String>) -> Response {
 
 async fn core_api(
     State(st): State<ApiState>,
+    Extension(user): Extension<auth::User>,
     method: Method,
     Path(rest): Path<String>,
     Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    serve(st, "", "v1", &rest, method, query, headers, body).await
+    serve(st, user, "", "v1", &rest, method, query, headers, body).await
 }
 
 async fn group_api(
     State(st): State<ApiState>,
+    Extension(user): Extension<auth::User>,
     method: Method,
     Path((group, version, rest)): Path<(String, String, String)>,
     Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    serve(st, &group, &version, &rest, method, query, headers, body).await
+    serve(
+        st, user, &group, &version, &rest, method, query, headers, body,
+    )
+    .await
 }
 
 #[allow(clippy::too_many_arguments)]
 async fn serve(
     st: ApiState,
+    user: auth::User,
     group: &str,
     version: &str,
     rest: &str,
@@ -301,6 +308,7 @@ async fn serve(
         query: &query,
         headers: &headers,
         body,
+        user,
     };
     let resp = rest::handle(&st, req).await;
     st.metrics

@@ -37,6 +37,7 @@ pub struct Request<'a> {
     pub query: &'a HashMap<String, String>,
     pub headers: &'a HeaderMap,
     pub body: Bytes,
+    pub user: crate::auth::User,
 }
 
 impl Request<'_> {
@@ -58,6 +59,9 @@ impl Request<'_> {
 }
 
 pub async fn handle(st: &ApiState, req: Request<'_>) -> Response {
+    if let Err(e) = crate::auth::authorize(st, &req, &req.user).await {
+        return e.into_response();
+    }
     match route(st, &req).await {
         Ok(resp) => resp,
         Err(e) => e.into_response(),
@@ -207,7 +211,7 @@ async fn get_current(st: &ApiState, req: &Request<'_>, name: &str) -> ApiResult<
     current(st, req.res, req.namespace.as_deref(), name)
 }
 
-fn current(
+pub(crate) fn current(
     st: &ApiState,
     res: &'static Resource,
     ns: Option<&str>,

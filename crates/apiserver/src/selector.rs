@@ -637,9 +637,14 @@ impl FieldSelector {
 
     /// The name pinned by `metadata.name=X`, if any.
     pub fn exact_name(&self) -> Option<&str> {
+        self.pinned("metadata.name")
+    }
+
+    /// The value `field=X` pins, if the selector has such a term.
+    pub fn pinned(&self, field: &str) -> Option<&str> {
         self.requirements
             .iter()
-            .find(|r| r.field == "metadata.name" && !r.negate)
+            .find(|r| r.field == field && !r.negate)
             .map(|r| r.value.as_str())
     }
 }

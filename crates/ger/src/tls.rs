@@ -112,6 +112,11 @@ pub fn load_or_create(dir: &Path, hosts: &[String]) -> Result<Credentials, Crede
 
 /// A kubeconfig for the admin user of the server at `server` (an https URL).
 pub fn kubeconfig(server: &str, ca_pem: &str, token: &str) -> String {
+    kubeconfig_for(server, ca_pem, "ger-admin", token)
+}
+
+/// A kubeconfig for `user`, who holds `token`, on the server at `server`.
+pub fn kubeconfig_for(server: &str, ca_pem: &str, user: &str, token: &str) -> String {
     use base64::Engine;
     let ca = base64::engine::general_purpose::STANDARD.encode(ca_pem);
     format!(
@@ -123,14 +128,14 @@ clusters:
     server: {server}
     certificate-authority-data: {ca}
 users:
-- name: ger-admin
+- name: {user}
   user:
     token: {token}
 contexts:
 - name: ger
   context:
     cluster: ger
-    user: ger-admin
+    user: {user}
     namespace: default
 current-context: ger
 "
