@@ -176,7 +176,20 @@ where
     /// List and watch `api` until `stop`, re-listing (and emitting the differences) whenever
     /// the watch has to restart.
     pub async fn run(self: Arc<Self>, api: Api<K>, stop: CancellationToken) {
-        let config = watcher::Config::default().any_semantic();
+        self.run_selected(api, None, stop).await;
+    }
+
+    /// [`Informer::run`] over the objects a field selector (`spec.nodeName=n`) picks.
+    pub async fn run_selected(
+        self: Arc<Self>,
+        api: Api<K>,
+        fields: Option<&str>,
+        stop: CancellationToken,
+    ) {
+        let mut config = watcher::Config::default().any_semantic();
+        if let Some(f) = fields {
+            config = config.fields(f);
+        }
         let stream = watcher::watcher(api, config).default_backoff();
         futures::pin_mut!(stream);
         let mut relist: Option<HashSet<String>> = None;

@@ -9,6 +9,7 @@ pub mod events;
 pub mod expectations;
 pub mod gc;
 pub mod informer;
+pub mod nodelifecycle;
 pub mod podgc;
 pub mod pods;
 pub mod queue;
@@ -19,6 +20,7 @@ pub mod scheduler;
 use std::sync::Arc;
 
 use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet, Deployment, ReplicaSet};
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, Pod, ReplicationController};
 use kube::Client;
 use kube::api::Api;
@@ -38,6 +40,8 @@ pub struct Informers {
     pub deployments: Arc<Informer<Deployment>>,
     pub daemonsets: Arc<Informer<DaemonSet>>,
     pub revisions: Arc<Informer<ControllerRevision>>,
+    /// Node heartbeats (`kube-node-lease` only).
+    pub leases: Arc<Informer<Lease>>,
 }
 
 impl Informers {
@@ -63,6 +67,7 @@ impl Informers {
                 ("namespace", namespace_index::<ControllerRevision>),
                 ("controller", controller_uid_index::<ControllerRevision>),
             ]),
+            leases: Informer::new(Vec::new()),
         }
     }
 }
@@ -76,8 +81,19 @@ impl Default for Informers {
 /// Workers per controller.
 const WORKERS: usize = 8;
 
+/// Settings of the controllers that have any.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options {
+    pub node_lifecycle: nodelifecycle::NodeLifecycleOptions,
+}
+
 /// Start every controller on `client`; they stop when `stop` fires.
-pub fn start(client: Client, inf: &Informers, stop: CancellationToken) -> JoinSet<()> {
+pub fn start(
+    client: Client,
+    inf: &Informers,
+    opts: Options,
+    stop: CancellationToken,
+) -> JoinSet<()> {
     let rs = ReplicaController::new(client.clone(), inf.replicasets.clone(), inf.pods.clone());
     let rc = ReplicaController::new(client.clone(), inf.rcs.clone(), inf.pods.clone());
     let scheduler = scheduler::Scheduler::new(client.clone(), inf.pods.clone(), inf.nodes.clone());
@@ -102,7 +118,15 @@ pub fn start(client: Client, inf: &Informers, stop: CancellationToken) -> JoinSe
         inf.revisions.clone(),
     );
     let podgc = podgc::PodGc::new(client.clone(), inf.pods.clone(), inf.nodes.clone());
+    let lifecycle = nodelifecycle::NodeLifecycleController::new(
+        client.clone(),
+        opts.node_lifecycle,
+        inf.nodes.clone(),
+        inf.leases.clone(),
+        inf.pods.clone(),
+    );
     let mut set = JoinSet::new();
+    set.spawn(lifecycle.run(stop.clone()));
     set.spawn(podgc.run(stop.clone()));
     set.spawn(daemonsets.run(WORKERS, stop.clone()));
     set.spawn(deployments.run(WORKERS, stop.clone()));
@@ -129,6 +153,10 @@ pub fn start(client: Client, inf: &Informers, stop: CancellationToken) -> JoinSe
             .clone()
             .run(Api::all(c.clone()), stop.clone()),
     );
-    set.spawn(inf.revisions.clone().run(Api::all(c.clone()), stop));
+    set.spawn(inf.revisions.clone().run(Api::all(c.clone()), stop.clone()));
+    set.spawn(inf.leases.clone().run(
+        Api::namespaced(c.clone(), nodelifecycle::LEASE_NAMESPACE),
+        stop,
+    ));
     set
 }

@@ -351,7 +351,12 @@ async fn bench_cluster(
         ..ger_node::FleetOptions::default()
     };
     let stop = tokio_util::sync::CancellationToken::new();
-    let cluster = crate::cluster::start(client.clone(), Some(fleet), stop.clone());
+    let cluster = crate::cluster::start(
+        client.clone(),
+        ger_controllers::Options::default(),
+        Some(fleet),
+        stop.clone(),
+    );
     let nodes: kube::Api<k8s_openapi::api::core::v1::Node> = kube::Api::all(client.clone());
     let t = Instant::now();
     loop {

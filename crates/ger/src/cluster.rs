@@ -58,6 +58,29 @@ impl FleetArgs {
     }
 }
 
+/// Flags of the controllers.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ControllerArgs {
+    /// How long a node may go without a heartbeat before it is marked Unknown
+    /// (Go duration: `40s`, `1m`).
+    #[arg(long, default_value = "40s", value_parser = crate::rolling_update::parse_duration)]
+    pub node_monitor_grace_period: Duration,
+    /// How often the node lifecycle controller looks at every node.
+    #[arg(long, default_value = "5s", value_parser = crate::rolling_update::parse_duration)]
+    pub node_monitor_period: Duration,
+}
+
+impl ControllerArgs {
+    pub fn options(&self) -> ger_controllers::Options {
+        ger_controllers::Options {
+            node_lifecycle: ger_controllers::nodelifecycle::NodeLifecycleOptions {
+                monitor_period: self.node_monitor_period.max(Duration::from_millis(100)),
+                grace_period: self.node_monitor_grace_period,
+            },
+        }
+    }
+}
+
 /// A `kube::Client` whose requests go straight into `app`.
 pub fn in_process_client(app: Router, token: &str) -> kube::Client {
     let auth = HeaderValue::from_str(&format!("Bearer {token}")).ok();
@@ -76,6 +99,7 @@ pub fn in_process_client(app: Router, token: &str) -> kube::Client {
 /// Start the controllers, and the fleet when `fleet` is given.
 pub fn start(
     client: kube::Client,
+    controllers: ger_controllers::Options,
     fleet: Option<FleetOptions>,
     stop: CancellationToken,
 ) -> JoinSet<()> {
@@ -88,7 +112,7 @@ pub fn start(
             informers.pods.clone(),
         )
     });
-    let mut set = ger_controllers::start(client, &informers, stop.clone());
+    let mut set = ger_controllers::start(client, &informers, controllers, stop.clone());
     if let Some(f) = fleet {
         set.spawn(f.run(stop));
     }
@@ -101,19 +125,31 @@ pub struct ControllersArgs {
     #[arg(long)]
     pub kubeconfig: PathBuf,
     #[command(flatten)]
+    pub controllers: ControllerArgs,
+    #[command(flatten)]
     pub fleet: FleetArgs,
+}
+
+/// A client for the API server a kubeconfig file names.
+pub async fn client_for(path: &std::path::Path) -> Result<kube::Client, String> {
+    let kubeconfig = kube::config::Kubeconfig::read_from(path)
+        .map_err(|e| format!("reading {}: {e}", path.display()))?;
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+        .await
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    kube::Client::try_from(config).map_err(|e| e.to_string())
 }
 
 /// `ger controllers`: the same controllers (and fleet) against any API server.
 pub async fn run_controllers(args: ControllersArgs) -> Result<(), String> {
-    let kubeconfig = kube::config::Kubeconfig::read_from(&args.kubeconfig)
-        .map_err(|e| format!("reading {}: {e}", args.kubeconfig.display()))?;
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
-        .await
-        .map_err(|e| e.to_string())?;
-    let client = kube::Client::try_from(config).map_err(|e| e.to_string())?;
+    let client = client_for(&args.kubeconfig).await?;
     let stop = CancellationToken::new();
-    let mut set = start(client, Some(args.fleet.options()), stop.clone());
+    let mut set = start(
+        client,
+        args.controllers.options(),
+        Some(args.fleet.options()),
+        stop.clone(),
+    );
     crate::server::wait_for_signal().await;
     stop.cancel();
     while set.join_next().await.is_some() {}

@@ -65,7 +65,7 @@ pub struct RollingUpdateArgs {
 }
 
 /// Go-style durations: `500ms`, `3s`, `1m`, `1m30s`, `2h`.
-fn parse_duration(s: &str) -> Result<Duration, String> {
+pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
     let mut total = Duration::ZERO;
     let mut num = String::new();
     let mut chars = s.chars().peekable();

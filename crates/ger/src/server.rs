@@ -32,6 +32,8 @@ pub struct ServerArgs {
     #[arg(long)]
     pub api_only: bool,
     #[command(flatten)]
+    pub controllers: crate::cluster::ControllerArgs,
+    #[command(flatten)]
     pub fleet: crate::cluster::FleetArgs,
 }
 
@@ -104,7 +106,12 @@ pub async fn run(args: ServerArgs) -> Result<(), ServerError> {
         tokio::task::JoinSet::new()
     } else {
         let client = crate::cluster::in_process_client(app.clone(), &creds.token);
-        crate::cluster::start(client, Some(args.fleet.options()), shutdown.clone())
+        crate::cluster::start(
+            client,
+            args.controllers.options(),
+            Some(args.fleet.options()),
+            shutdown.clone(),
+        )
     };
     serve(listener, creds.tls, app, shutdown).await;
     let _ = tokio::time::timeout(Duration::from_secs(2), async {
