@@ -1,10 +1,13 @@
 //! `ger`: a Kubernetes-compatible control plane for rolling out workloads to fleets of nodes.
 
+mod agent;
 mod bench;
 mod cluster;
+mod ota;
 mod rolling_update;
 mod server;
 mod tls;
+mod token;
 
 use clap::{Parser, Subcommand};
 
@@ -40,6 +43,12 @@ enum Command {
     RollingUpdate(rolling_update::RollingUpdateArgs),
     /// Measure ger and print figures.
     Bench(bench::BenchArgs),
+    /// Credentials for edge nodes.
+    Token(token::TokenArgs),
+    /// Run one edge node: heartbeat, pods, local cache and the OTA API.
+    Agent(agent::AgentArgs),
+    /// Talk to the local node agent's OTA API: list pods, upgrade one.
+    Ota(ota::OtaArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -82,6 +91,9 @@ fn main() -> std::process::ExitCode {
             Command::Controllers(args) => cluster::run_controllers(args).await,
             Command::RollingUpdate(args) => rolling_update::run(args).await,
             Command::Bench(args) => bench::run(args).await,
+            Command::Token(args) => token::run(args),
+            Command::Agent(args) => agent::run(args).await,
+            Command::Ota(args) => ota::run(args).await,
         }
     });
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));

@@ -2,6 +2,7 @@
 //! a pod lifecycle played as timed stages — bound → Pending/ContainerCreating → Running →
 //! Ready, with image pull failures, crash loops and graceful deletion.
 
+pub mod agent;
 mod lifecycle;
 
 use std::collections::{BTreeMap, HashMap};
@@ -49,6 +50,8 @@ pub struct FleetOptions {
     /// reference ends with it (`-missing`) or contains it (`doesnotexist`).
     pub missing_images: Vec<String>,
     pub lease_interval: Duration,
+    /// Run this one node, whatever its annotations, and no other (the edge agent).
+    pub only_node: Option<String>,
 }
 
 impl Default for FleetOptions {
@@ -63,7 +66,23 @@ impl Default for FleetOptions {
             max_grace: Duration::from_secs(2),
             missing_images: vec!["-missing".into(), "doesnotexist".into()],
             lease_interval: Duration::from_secs(10),
+            only_node: None,
         }
+    }
+}
+
+async fn post_node_status(
+    client: Client,
+    name: &str,
+    status: k8s_openapi::api::core::v1::NodeStatus,
+) {
+    let api: Api<Node> = Api::all(client);
+    let patch = json!({"status": status});
+    if let Err(e) = api
+        .patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+    {
+        tracing::debug!(error = %api_message(&e), "node status not written");
     }
 }
 
@@ -90,6 +109,13 @@ pub struct Fleet {
 
 fn is_simulated(node: &Node) -> bool {
     node.annotations().get(SIMULATED).map(String::as_str) == Some("true")
+}
+
+fn is_ready(node: &Node) -> bool {
+    node.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
 
 /// A node object as the fleet creates it.
@@ -139,7 +165,7 @@ impl Fleet {
             let Some(f) = weak.upgrade() else { return };
             match change {
                 Change::Added(n) | Change::Updated { new: n, .. } => {
-                    if is_simulated(n) {
+                    if f.owns(n) {
                         f.adopt_node(n);
                     } else {
                         f.simulated.write().remove(&n.name_any());
@@ -160,6 +186,14 @@ impl Fleet {
             }
         });
         fleet
+    }
+
+    /// Whether this fleet runs `node`.
+    fn owns(&self, node: &Node) -> bool {
+        match &self.opts.only_node {
+            Some(only) => node.name_any() == *only,
+            None => is_simulated(node),
+        }
     }
 
     fn adopt_node(&self, node: &Node) {
@@ -189,24 +223,11 @@ impl Fleet {
             self.queue.add(key_of(pod.as_ref()));
         }
         // A user-added node gets a kubelet's status: capacity, addresses, Ready.
-        let ready = node
-            .status
-            .as_ref()
-            .and_then(|s| s.conditions.as_ref())
-            .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
-        if !ready {
+        if !is_ready(node) {
             self.started_events(&name);
-            let api: Api<Node> = Api::all(self.client.clone());
+            let client = self.client.clone();
             let status = lifecycle::node_status(&node_ip(index), &self.opts);
-            tokio::spawn(async move {
-                let patch = json!({"status": status});
-                if let Err(e) = api
-                    .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
-                    .await
-                {
-                    tracing::debug!(error = %api_message(&e), "node status not written");
-                }
-            });
+            tokio::spawn(async move { post_node_status(client, &name, status).await });
         }
     }
 
@@ -322,6 +343,33 @@ impl Fleet {
                 }
             });
             futures::future::join_all(renew).await;
+            self.repost_ready().await;
+        }
+    }
+
+    /// Report Ready again for our nodes that the node lifecycle controller (or anyone) marked
+    /// otherwise: the kubelet is up, so the node is.
+    async fn repost_ready(&self) {
+        let stale: Vec<(String, String)> = self
+            .simulated
+            .read()
+            .iter()
+            .filter(|(name, _)| self.nodes.get(name).is_some_and(|n| !is_ready(&n)))
+            .map(|(name, info)| (name.clone(), info.ip.clone()))
+            .collect();
+        for (name, ip) in stale {
+            let status = lifecycle::node_status(&ip, &self.opts);
+            post_node_status(self.client.clone(), &name, status).await;
+            self.recorder.normal(
+                ObjectReference {
+                    kind: Some("Node".into()),
+                    name: Some(name.clone()),
+                    uid: Some(name.clone()),
+                    ..Default::default()
+                },
+                "NodeReady",
+                format!("Node {name} status is now: NodeReady"),
+            );
         }
     }
 
