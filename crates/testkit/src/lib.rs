@@ -205,3 +205,119 @@ impl Drop for GerServer {
         self.kill9();
     }
 }
+
+/// A `ger agent` child process: one edge node of a [`GerServer`], with its own node token.
+pub struct GerAgent {
+    bin: PathBuf,
+    child: Option<Child>,
+    pub node: String,
+    pub kubeconfig: PathBuf,
+    pub data_dir: PathBuf,
+    pub port: u16,
+    log: PathBuf,
+    extra: Vec<String>,
+}
+
+/// A loopback port that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+impl GerAgent {
+    /// Make a token for `node` with `ger token create` and start `ger agent` with it
+    /// (`extra` flags added).
+    pub fn start(server: &GerServer, node: &str, extra: &[&str]) -> GerAgent {
+        let kubeconfig = server.path(&format!("{node}.kubeconfig"));
+        let out = Command::new(&server.bin)
+            .args(["token", "create", "--node", node, "--data-dir"])
+            .arg(&server.data_dir)
+            .arg("--kubeconfig-out")
+            .arg(&kubeconfig)
+            .output()
+            .expect("ger token create");
+        assert!(
+            out.status.success(),
+            "ger token create failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut agent = GerAgent {
+            bin: server.bin.clone(),
+            child: None,
+            node: node.to_string(),
+            kubeconfig,
+            data_dir: server.path(&format!("agent-{node}")),
+            port: free_port(),
+            log: server.path(&format!("agent-{node}.log")),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+        };
+        agent.spawn();
+        agent
+    }
+
+    /// Start the agent (again, same port and data directory).
+    pub fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("agent log");
+        let child = Command::new(&self.bin)
+            .arg("agent")
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .args(["--node-name", &self.node])
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{}", self.port))
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .args(&self.extra)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn ger agent");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "ger agent {} did not listen: {}",
+                self.node,
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// `kill -9` the agent (the node goes silent).
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// `curl -s -X METHOD` on the agent's local API: (HTTP status, body).
+    pub fn curl(&self, method: &str, path: &str) -> (u16, String) {
+        let out = Command::new("curl")
+            .args(["-s", "-X", method, "-w", "\n%{http_code}"])
+            .arg(format!("127.0.0.1:{}{path}", self.port))
+            .output()
+            .expect("curl");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+        (code.trim().parse().unwrap_or(0), body.to_string())
+    }
+}
+
+impl Drop for GerAgent {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
