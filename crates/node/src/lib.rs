@@ -132,11 +132,30 @@ pub fn node_object(name: &str, index: usize, opts: &FleetOptions) -> Node {
     .collect();
     let mut node: Node = serde_json::from_value(json!({
         "metadata": {"name": name, "labels": labels, "annotations": {SIMULATED: "true"}},
-        "spec": {"podCIDR": format!("10.244.{index}.0/24"), "podCIDRs": [format!("10.244.{index}.0/24")]},
+        "spec": {"podCIDR": format!("{}.0/24", pod_subnet(index)), "podCIDRs": [format!("{}.0/24", pod_subnet(index))]},
     }))
     .unwrap_or_default();
     node.status = Some(lifecycle::node_status(&node_ip(index), opts));
     node
+}
+
+/// The first three octets of node `index`'s pod addresses: `10.244.i` for the first 256
+/// nodes, then `100.(64 + i/256).(i%256)`.
+fn pod_subnet(index: usize) -> String {
+    if index < 256 {
+        format!("10.244.{index}")
+    } else {
+        format!("100.{}.{}", 64 + (index / 256) % 192, index % 256)
+    }
+}
+
+/// A node's index from its name, for a node that is alone in its fleet (an agent): agents of
+/// one cluster then rarely share addresses.
+fn index_of(name: &str) -> usize {
+    let h = name
+        .bytes()
+        .fold(0x811c_9dc5_u32, |h, b| (h ^ u32::from(b)).wrapping_mul(0x0100_0193));
+    (h % 250) as usize
 }
 
 fn node_ip(index: usize) -> String {
@@ -202,7 +221,11 @@ impl Fleet {
         if sim.contains_key(&name) {
             return;
         }
-        let index = sim.len();
+        let index = if self.opts.only_node.is_some() {
+            index_of(&name)
+        } else {
+            sim.len()
+        };
         let ip = node
             .status
             .as_ref()
@@ -214,7 +237,7 @@ impl Fleet {
             name.clone(),
             NodeInfo {
                 index,
-                ip,
+                ip: ip.clone(),
                 next_pod_ip: 2,
             },
         );
@@ -226,7 +249,7 @@ impl Fleet {
         if !is_ready(node) {
             self.started_events(&name);
             let client = self.client.clone();
-            let status = lifecycle::node_status(&node_ip(index), &self.opts);
+            let status = lifecycle::node_status(&ip, &self.opts);
             tokio::spawn(async move { post_node_status(client, &name, status).await });
         }
     }
@@ -378,7 +401,7 @@ impl Fleet {
         let info = sim.get_mut(node)?;
         let n = info.next_pod_ip;
         info.next_pod_ip = if n >= 254 { 2 } else { n + 1 };
-        Some((format!("10.244.{}.{n}", info.index), info.ip.clone()))
+        Some((format!("{}.{n}", pod_subnet(info.index)), info.ip.clone()))
     }
 
     /// Take a pod one stage further; schedule the next.
@@ -475,5 +498,24 @@ impl Fleet {
                 Ok(Outcome::Done)
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pod_subnets_stay_valid_addresses() {
+        assert_eq!(pod_subnet(0), "10.244.0");
+        assert_eq!(pod_subnet(255), "10.244.255");
+        assert_eq!(pod_subnet(256), "100.65.0");
+        assert_eq!(pod_subnet(4999), "100.83.135");
+        for i in [0, 300, 5000, 20_000] {
+            let addr = format!("{}.2", pod_subnet(i));
+            assert!(addr.parse::<std::net::Ipv4Addr>().is_ok(), "{addr}");
+        }
+        assert_ne!(index_of("edge-1"), index_of("edge-2"));
+        assert!(index_of("edge-1") < 250);
     }
 }
