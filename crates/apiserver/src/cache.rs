@@ -11,7 +11,7 @@
 //! re-lists), so a slow watcher never blocks writers or other watchers.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use std::time::Duration;
@@ -22,6 +22,7 @@ use serde_json::Value;
 use tokio::sync::{broadcast, watch};
 
 use crate::resources::{RESOURCES, Resource};
+use crate::{object, selector};
 
 /// Events kept per resource for watches that resume from a recent resourceVersion.
 pub const DEFAULT_RING: usize = 1_000;
@@ -35,37 +36,105 @@ pub enum WatchKind {
     Deleted,
 }
 
+/// One object as the cache keeps it: its JSON encoding (with `resourceVersion`), shared by
+/// every list and watch that sends it, and the few values selectors look at. A parsed
+/// `serde_json::Value` costs about eight times the encoding; it is made only when a caller
+/// needs the whole object.
+#[derive(Debug)]
+pub struct Cached {
+    bytes: Bytes,
+    labels: Option<Value>,
+    /// `metadata.name`, `metadata.namespace` and the resource's selectable fields, rendered.
+    fields: Vec<(&'static str, String)>,
+    deleting: bool,
+}
+
+impl Cached {
+    pub fn new(plural: &str, v: &Value) -> Cached {
+        let labels = object::meta(v)
+            .and_then(|m| m.get("labels"))
+            .filter(|l| l.as_object().is_some_and(|m| !m.is_empty()))
+            .cloned();
+        Cached {
+            bytes: Bytes::from(serde_json::to_vec(v).unwrap_or_default()),
+            labels,
+            fields: selector::field_values(plural, v),
+            deleting: object::is_deleting(v),
+        }
+    }
+
+    /// The object's JSON.
+    pub fn bytes(&self) -> &Bytes {
+        &self.bytes
+    }
+
+    /// The whole object, parsed.
+    pub fn value(&self) -> Value {
+        serde_json::from_slice(&self.bytes).unwrap_or(Value::Null)
+    }
+
+    pub fn labels(&self) -> Option<&Value> {
+        self.labels.as_ref()
+    }
+
+    pub fn fields(&self) -> &[(&'static str, String)] {
+        &self.fields
+    }
+
+    fn field(&self, name: &str) -> Option<&str> {
+        self.fields
+            .iter()
+            .find(|(f, _)| *f == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn name(&self) -> &str {
+        self.field("metadata.name").unwrap_or("")
+    }
+
+    pub fn namespace(&self) -> Option<&str> {
+        self.field("metadata.namespace").filter(|n| !n.is_empty())
+    }
+
+    pub fn is_deleting(&self) -> bool {
+        self.deleting
+    }
+}
+
 #[derive(Debug)]
 pub struct CacheEvent {
     pub kind: WatchKind,
-    pub obj: Arc<Value>,
-    pub prev: Option<Arc<Value>>,
+    pub obj: Arc<Cached>,
+    pub prev: Option<Arc<Cached>>,
     pub rev: Revision,
-    /// `obj` as JSON, encoded once for all the watchers that send it.
-    encoded: OnceLock<Bytes>,
 }
 
 impl CacheEvent {
-    pub fn new(kind: WatchKind, obj: Arc<Value>, prev: Option<Arc<Value>>, rev: Revision) -> Self {
+    pub fn new(
+        kind: WatchKind,
+        obj: Arc<Cached>,
+        prev: Option<Arc<Cached>>,
+        rev: Revision,
+    ) -> Self {
         CacheEvent {
             kind,
             obj,
             prev,
             rev,
-            encoded: OnceLock::new(),
         }
     }
 
     /// The object's JSON encoding.
     pub fn encoded(&self) -> &Bytes {
-        self.encoded
-            .get_or_init(|| Bytes::from(self.obj.to_string().into_bytes()))
+        self.obj.bytes()
     }
 }
 
 pub struct ResourceCache {
     /// Store key → object, with `metadata.resourceVersion` filled in.
-    pub objects: BTreeMap<String, Arc<Value>>,
+    pub objects: BTreeMap<String, Arc<Cached>>,
+    /// The resource's plural name (its selectable fields depend on it).
+    pub plural: &'static str,
     ring: VecDeque<Arc<CacheEvent>>,
     /// Every event after this revision is in `ring`.
     ring_start: Revision,
@@ -82,9 +151,10 @@ pub enum WatchStart {
 }
 
 impl ResourceCache {
-    fn new(ring_cap: usize) -> Self {
+    fn new(ring_cap: usize, plural: &'static str) -> Self {
         ResourceCache {
             objects: BTreeMap::new(),
+            plural,
             ring: VecDeque::new(),
             ring_start: 0,
             ring_cap: ring_cap.max(1),
@@ -102,7 +172,7 @@ impl ResourceCache {
     }
 
     /// The current objects and the live stream after them.
-    pub fn snapshot(&self) -> (Vec<Arc<Value>>, broadcast::Receiver<Arc<CacheEvent>>) {
+    pub fn snapshot(&self) -> (Vec<Arc<Cached>>, broadcast::Receiver<Arc<CacheEvent>>) {
         (
             self.objects.values().cloned().collect(),
             self.tx.subscribe(),
@@ -147,6 +217,13 @@ pub fn decode(kv: &KeyValue) -> Option<Value> {
     Some(v)
 }
 
+/// The plural name of the resource a store key belongs to ("" when none).
+pub fn resource_plural(key: &str) -> &'static str {
+    resource_prefix(key)
+        .and_then(|p| RESOURCES.iter().find(|r| r.prefix() == p))
+        .map_or("", |r| r.plural)
+}
+
 fn resource_prefix(key: &str) -> Option<&str> {
     // "/registry/<group>/<plural>/..." → "/registry/<group>/<plural>/"
     let mut slashes = key.match_indices('/').map(|(i, _)| i);
@@ -160,7 +237,10 @@ impl Cache {
     pub async fn start(store: DynStore, ring: usize) -> Result<Arc<Cache>, ger_store::StoreError> {
         let by_prefix: HashMap<String, Arc<RwLock<ResourceCache>>> = RESOURCES
             .iter()
-            .map(|r| (r.prefix(), Arc::new(RwLock::new(ResourceCache::new(ring)))))
+            .map(|r| {
+                let rc = ResourceCache::new(ring, r.plural);
+                (r.prefix(), Arc::new(RwLock::new(rc)))
+            })
             .collect();
         let (items, rev) = store.list("/registry/", None).await?;
         for kv in &items {
@@ -170,7 +250,9 @@ impl Cache {
             let (Some(rc), Some(obj)) = (by_prefix.get(prefix), decode(kv)) else {
                 continue;
             };
-            rc.write().objects.insert(kv.key.to_string(), Arc::new(obj));
+            let mut rc = rc.write();
+            let cached = Arc::new(Cached::new(rc.plural, &obj));
+            rc.objects.insert(kv.key.to_string(), cached);
         }
         for rc in by_prefix.values() {
             rc.write().ring_start = rev;
@@ -203,7 +285,8 @@ impl Cache {
                 (EventKind::Put, None) => WatchKind::Added,
                 (EventKind::Put, Some(_)) => WatchKind::Modified,
             };
-            rc.apply(&ev.kv.key, CacheEvent::new(kind, Arc::new(obj), prev, rev));
+            let cached = Arc::new(Cached::new(rc.plural, &obj));
+            rc.apply(&ev.kv.key, CacheEvent::new(kind, cached, prev, rev));
         }
         self.processed.send_replace(rev);
     }
@@ -212,7 +295,7 @@ impl Cache {
         match self.by_prefix.get(&res.prefix()) {
             Some(rc) => rc.clone(),
             // Every served resource has a cache; this is unreachable by construction.
-            None => Arc::new(RwLock::new(ResourceCache::new(1))),
+            None => Arc::new(RwLock::new(ResourceCache::new(1, res.plural))),
         }
     }
 

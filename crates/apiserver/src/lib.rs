@@ -90,8 +90,8 @@ impl ApiState {
             .read()
             .objects
             .values()
-            .filter(|v| object::is_deleting(v))
-            .map(|v| object::name(v).to_string())
+            .filter(|c| c.is_deleting())
+            .map(|c| c.name().to_string())
             .collect();
         for ns in terminating {
             rest::start_namespace_finalizer(st.clone(), ns);

@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::admission;
-use crate::cache::{CacheEvent, WatchKind, WatchStart};
+use crate::cache::{CacheEvent, Cached, WatchKind, WatchStart, resource_plural};
 use crate::errors::{ApiError, ApiResult};
 use crate::object::{self, Write, meta_mut};
 use crate::patch;
@@ -223,7 +223,7 @@ pub(crate) fn current(
         .read()
         .objects
         .get(&key)
-        .map(|v| (**v).clone())
+        .map(|c| c.value())
         .ok_or_else(|| ApiError::not_found(res, name))
 }
 
@@ -231,7 +231,6 @@ struct Filter {
     namespace: Option<String>,
     labels: LabelSelector,
     fields: FieldSelector,
-    plural: &'static str,
 }
 
 impl Filter {
@@ -247,19 +246,16 @@ impl Filter {
             namespace: req.namespace.clone(),
             labels,
             fields,
-            plural: req.res.plural,
         })
     }
 
-    fn matches(&self, v: &Value) -> bool {
+    fn matches(&self, c: &Cached) -> bool {
         if let Some(ns) = &self.namespace
-            && object::meta_str(v, "namespace") != Some(ns.as_str())
+            && c.namespace() != Some(ns.as_str())
         {
             return false;
         }
-        self.labels
-            .matches(object::meta(v).and_then(|m| m.get("labels")))
-            && self.fields.matches(self.plural, v)
+        self.labels.matches(c.labels()) && self.fields.matches_fields(c.fields())
     }
 }
 
@@ -311,7 +307,7 @@ async fn list(st: &ApiState, req: &Request<'_>) -> ApiResult<Response> {
             None => req.res.prefix(),
         };
         let lower = start_after.clone().unwrap_or_else(|| prefix.clone());
-        let mut items: Vec<Arc<Value>> = Vec::new();
+        let mut items: Vec<Arc<Cached>> = Vec::new();
         let mut last_key = None;
         let mut more = 0usize;
         for (k, v) in rc.objects.range::<String, _>((
@@ -340,7 +336,8 @@ async fn list(st: &ApiState, req: &Request<'_>) -> ApiResult<Response> {
     };
     let rv = rv.to_string();
     if req.wants_table() {
-        let objs: Vec<&Value> = items.iter().map(|v| &**v).collect();
+        let values: Vec<Value> = items.iter().map(|c| c.value()).collect();
+        let objs: Vec<&Value> = values.iter().collect();
         let t = to_table(
             req,
             &objs,
@@ -355,14 +352,30 @@ async fn list(st: &ApiState, req: &Request<'_>) -> ApiResult<Response> {
         meta["continue"] = json!(c);
         meta["remainingItemCount"] = json!(remaining);
     }
-    let items: Vec<&Value> = items.iter().map(|v| &**v).collect();
-    let body = json!({
+    // The items are sent as the cache holds them, encoded.
+    let head = json!({
         "kind": format!("{}List", req.res.kind),
         "apiVersion": req.res.api_version(),
         "metadata": meta,
-        "items": items,
-    });
-    Ok(json_response(StatusCode::OK, &body, Vec::new()))
+    })
+    .to_string();
+    let size: usize = items.iter().map(|c| c.bytes().len() + 1).sum();
+    let mut body = Vec::with_capacity(head.len() + size + 16);
+    body.extend_from_slice(&head.as_bytes()[..head.len() - 1]);
+    body.extend_from_slice(b",\"items\":[");
+    for (i, c) in items.iter().enumerate() {
+        if i > 0 {
+            body.push(b',');
+        }
+        body.extend_from_slice(c.bytes());
+    }
+    body.extend_from_slice(b"]}");
+    let mut resp = (StatusCode::OK, body).into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    Ok(resp)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -455,7 +468,7 @@ async fn watch(st: &ApiState, req: &Request<'_>) -> ApiResult<Response> {
         let emit = |ev: &CacheEvent, first: &mut bool| -> Option<Bytes> {
             let kind = event_type(ev, &filter)?;
             if table {
-                let t = table_req.row(&ev.obj, *first);
+                let t = table_req.row(&ev.obj.value(), *first);
                 *first = false;
                 return Some(send(json!({"type": kind, "object": t})));
             }
@@ -540,12 +553,10 @@ async fn next_event(source: &mut Source) -> Option<Arc<CacheEvent>> {
         },
         Source::Store(rx) => {
             let ev = rx.recv().await?;
-            let obj = Arc::new(crate::cache::decode(&ev.kv)?);
-            let prev = ev
-                .prev
-                .as_ref()
-                .and_then(crate::cache::decode)
-                .map(Arc::new);
+            let plural = resource_plural(&ev.kv.key);
+            let cached = |v: Value| Arc::new(Cached::new(plural, &v));
+            let obj = cached(crate::cache::decode(&ev.kv)?);
+            let prev = ev.prev.as_ref().and_then(crate::cache::decode).map(cached);
             let kind = match (ev.kind, &prev) {
                 (ger_store::EventKind::Delete, _) => WatchKind::Deleted,
                 (_, None) => WatchKind::Added,
@@ -1385,7 +1396,7 @@ pub fn start_namespace_finalizer(st: ApiState, ns: String) {
                     let rc = st.cache.resource(res);
                     let rc = rc.read();
                     let prefix = format!("{}{ns}/", res.prefix());
-                    let objs: Vec<&Arc<Value>> = rc
+                    let objs: Vec<&Arc<Cached>> = rc
                         .objects
                         .range::<String, _>(prefix.clone()..)
                         .take_while(|(k, _)| k.starts_with(&prefix))
@@ -1393,8 +1404,8 @@ pub fn start_namespace_finalizer(st: ApiState, ns: String) {
                         .collect();
                     let keys: Vec<String> = objs
                         .iter()
-                        .filter(|v| !object::is_deleting(v))
-                        .map(|v| object::name(v).to_string())
+                        .filter(|c| !c.is_deleting())
+                        .map(|c| c.name().to_string())
                         .collect();
                     (keys, objs.len())
                 };
@@ -1441,13 +1452,8 @@ async fn delete_collection(st: &ApiState, req: &Request<'_>) -> ApiResult<Respon
         let rc = rc.read();
         rc.objects
             .values()
-            .filter(|v| filter.matches(v))
-            .map(|v| {
-                (
-                    object::meta_str(v, "namespace").map(String::from),
-                    object::name(v).to_string(),
-                )
-            })
+            .filter(|c| filter.matches(c))
+            .map(|c| (c.namespace().map(String::from), c.name().to_string()))
             .collect()
     };
     let mut items = Vec::new();

@@ -550,6 +550,16 @@ fn unescape(s: &str) -> Result<String, String> {
     Ok(out)
 }
 
+/// `metadata.name`, `metadata.namespace` and every selectable field of `resource`, rendered
+/// as [`FieldSelector::matches_fields`] compares them.
+pub fn field_values(resource: &str, obj: &Value) -> Vec<(&'static str, String)> {
+    ["metadata.name", "metadata.namespace"]
+        .iter()
+        .chain(selectable(resource))
+        .map(|f| (*f, field_value(resource, obj, f)))
+        .collect()
+}
+
 /// The value of a selectable field, as upstream's field sets render it.
 fn field_value(resource: &str, obj: &Value, field: &str) -> String {
     let s = |v: &Value| v.as_str().unwrap_or("").to_string();
@@ -626,9 +636,18 @@ impl FieldSelector {
     }
 
     pub fn matches(&self, resource: &str, obj: &Value) -> bool {
-        self.requirements
-            .iter()
-            .all(|r| (field_value(resource, obj, &r.field) == r.value) != r.negate)
+        self.matches_fields(&field_values(resource, obj))
+    }
+
+    /// [`FieldSelector::matches`] over values rendered by [`field_values`].
+    pub fn matches_fields(&self, fields: &[(&'static str, String)]) -> bool {
+        self.requirements.iter().all(|r| {
+            let v = fields
+                .iter()
+                .find(|(f, _)| *f == r.field)
+                .map_or("", |(_, v)| v.as_str());
+            (v == r.value) != r.negate
+        })
     }
 
     pub fn is_empty(&self) -> bool {
