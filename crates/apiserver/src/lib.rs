@@ -163,6 +163,47 @@ pub fn router(state: ApiState) -> Router {
         .with_state(state)
 }
 
+/// Delete events older than `ttl`, as kube-apiserver's `--event-ttl` does (events are
+/// history, not state: without this they pile up for as long as the server runs).
+pub fn start_event_ttl(st: ApiState, ttl: std::time::Duration) {
+    let every = (ttl / 10).clamp(
+        std::time::Duration::from_millis(200),
+        std::time::Duration::from_secs(60),
+    );
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        loop {
+            tick.tick().await;
+            let Some(res) = resources::by_kind("Event") else {
+                return;
+            };
+            let now = chrono::Utc::now();
+            let expired: Vec<(String, i64)> = {
+                let rc = st.cache.resource(res);
+                let rc = rc.read();
+                rc.objects
+                    .iter()
+                    .filter_map(|(key, c)| {
+                        let v = c.value();
+                        let at = ["lastTimestamp", "eventTime"]
+                            .iter()
+                            .filter_map(|f| v[*f].as_str())
+                            .chain(object::meta_str(&v, "creationTimestamp"))
+                            .find_map(|t| chrono::DateTime::parse_from_rfc3339(t).ok())?;
+                        let age = now.signed_duration_since(at).to_std().ok()?;
+                        let rev = object::resource_version(&v).parse().ok()?;
+                        (age > ttl).then(|| (key.clone(), rev))
+                    })
+                    .collect()
+            };
+            for (key, rev) in expired {
+                // A precondition: an event updated meanwhile (count + 1) lives on.
+                let _ = st.cache.store().delete(&key, Some(rev)).await;
+            }
+        }
+    });
+}
+
 async fn authenticate(State(st): State<ApiState>, mut req: Request, next: Next) -> Response {
     let open = matches!(req.uri().path(), "/healthz" | "/livez" | "/readyz");
     let user = match &st.token {

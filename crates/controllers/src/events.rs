@@ -19,6 +19,8 @@ const SPAM_REFILL_PER_SEC: f64 = 1.0 / 300.0;
 const SIMILAR_MAX: usize = 10;
 const SIMILAR_WINDOW: Duration = Duration::from_secs(600);
 const COMBINED_PREFIX: &str = "(combined from similar events): ";
+/// Past this many entries, the bookkeeping maps drop what no longer matters.
+const PRUNE_AT: usize = 4096;
 
 /// A reference to `obj` for an event's involvedObject.
 pub fn object_ref<K: Resource<DynamicType = ()>>(obj: &K) -> ObjectReference {
@@ -87,15 +89,31 @@ struct Counted {
     count: i32,
 }
 
+type Similar = HashMap<String, (HashSet<String>, Instant)>;
+type Spam = HashMap<String, (f64, Instant)>;
+
+/// Forget objects whose spam bucket has refilled and similar-event windows that have closed:
+/// both would start the same afresh, so the maps stay bounded by recent activity.
+fn prune(spam: &mut Spam, similar: &mut Similar, now: Instant) {
+    if spam.len() > PRUNE_AT {
+        spam.retain(|_, (tokens, at)| {
+            *tokens + now.duration_since(*at).as_secs_f64() * SPAM_REFILL_PER_SEC < SPAM_BURST
+        });
+    }
+    if similar.len() > PRUNE_AT {
+        similar.retain(|_, (_, since)| now.duration_since(*since) <= SIMILAR_WINDOW);
+    }
+}
+
 struct Writer {
     client: Client,
     source: EventSource,
     /// Identical events → the object that counts them.
     counted: HashMap<String, Counted>,
     /// Similar events (same object, type, reason) → messages seen and since when.
-    similar: HashMap<String, (HashSet<String>, Instant)>,
+    similar: Similar,
     /// Per object: tokens left and when they were last refilled.
-    spam: HashMap<String, (f64, Instant)>,
+    spam: Spam,
 }
 
 impl Writer {
@@ -107,6 +125,7 @@ impl Writer {
 
     fn allowed(&mut self, object_key: &str) -> bool {
         let now = Instant::now();
+        prune(&mut self.spam, &mut self.similar, now);
         let (tokens, at) = self
             .spam
             .entry(object_key.to_string())
@@ -211,5 +230,32 @@ impl Writer {
             }
             Err(e) => tracing::debug!(error = %e, "event not recorded"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bookkeeping_forgets_what_would_start_afresh() {
+        let now = Instant::now();
+        let long_ago = now - Duration::from_secs(3600);
+        let mut spam: Spam = HashMap::new();
+        let mut similar: Similar = HashMap::new();
+        for i in 0..PRUNE_AT {
+            // Idle for an hour: the bucket is full again.
+            spam.insert(format!("idle-{i}"), (SPAM_BURST - 1.0, long_ago));
+            similar.insert(format!("old-{i}"), (HashSet::new(), long_ago));
+        }
+        spam.insert("busy".into(), (0.0, now));
+        similar.insert("recent".into(), (HashSet::new(), now));
+        prune(&mut spam, &mut similar, now);
+        assert_eq!(spam.keys().collect::<Vec<_>>(), ["busy"]);
+        assert_eq!(similar.keys().collect::<Vec<_>>(), ["recent"]);
+        // Small maps are left alone.
+        let mut few: Spam = HashMap::from([("idle".to_string(), (SPAM_BURST, long_ago))]);
+        prune(&mut few, &mut similar, now);
+        assert_eq!(few.len(), 1);
     }
 }

@@ -28,6 +28,9 @@ pub struct ServerArgs {
     /// Events of store history kept for watches that resume.
     #[arg(long, default_value_t = ger_store::DEFAULT_HISTORY)]
     pub history: usize,
+    /// How long events are kept (Go duration), as kube-apiserver's `--event-ttl`.
+    #[arg(long, default_value = "1h", value_parser = crate::rolling_update::parse_duration)]
+    pub event_ttl: Duration,
     /// Run no controllers and no simulated nodes: the API server alone.
     #[arg(long)]
     pub api_only: bool,
@@ -101,6 +104,7 @@ pub async fn run(args: ServerArgs) -> Result<(), ServerError> {
         wait_for_signal().await;
         signal.cancel();
     });
+    ger_apiserver::start_event_ttl(state.clone(), args.event_ttl);
     let app = router(state);
     let mut cluster = if args.api_only {
         tokio::task::JoinSet::new()

@@ -753,3 +753,41 @@ fn survives_kill_9_and_resumes_watches() {
         "rv=0 starts with the current objects"
     );
 }
+
+#[test]
+fn events_expire_after_the_event_ttl() {
+    if !kubectl_available() {
+        return;
+    }
+    let g = GerServer::start_with(
+        Path::new(env!("CARGO_BIN_EXE_ger")),
+        &["--api-only", "--event-ttl", "2s"],
+    );
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let event = format!(
+        r#"{{"apiVersion":"v1","kind":"Event","metadata":{{"name":"boot"}},
+        "involvedObject":{{"kind":"Node","name":"n1"}},"reason":"Starting","message":"hello",
+        "type":"Normal","lastTimestamp":"{now}","firstTimestamp":"{now}","count":1}}"#
+    );
+    let out = g.kubectl_with(&["create", "-f", "-"], Some(&event), &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ns = r#"{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"stays"}}"#;
+    let out = g.kubectl_with(&["create", "-f", "-"], Some(ns), &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(g.ok(&["get", "events", "--no-headers"]).contains("hello"));
+    g.wait_until(&["get", "events", "-o", "name"], 15, |o| {
+        o.trim().is_empty()
+    });
+    assert!(
+        g.ok(&["get", "namespace", "stays", "-o", "name"])
+            .contains("stays")
+    );
+}

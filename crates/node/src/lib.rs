@@ -152,9 +152,9 @@ fn pod_subnet(index: usize) -> String {
 /// A node's index from its name, for a node that is alone in its fleet (an agent): agents of
 /// one cluster then rarely share addresses.
 fn index_of(name: &str) -> usize {
-    let h = name
-        .bytes()
-        .fold(0x811c_9dc5_u32, |h, b| (h ^ u32::from(b)).wrapping_mul(0x0100_0193));
+    let h = name.bytes().fold(0x811c_9dc5_u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    });
     (h % 250) as usize
 }
 
