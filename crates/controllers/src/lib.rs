@@ -3,6 +3,7 @@
 //! (`ger controllers --kubeconfig F`).
 
 pub mod claim;
+pub mod daemonpodupdater;
 pub mod daemonset;
 pub mod deployment;
 pub mod events;
@@ -101,10 +102,17 @@ pub fn start(client: Client, inf: &Informers, stop: CancellationToken) -> JoinSe
         inf.nodes.clone(),
         inf.revisions.clone(),
     );
+    let podupdater = daemonpodupdater::DaemonPodUpdater::new(
+        client.clone(),
+        inf.daemonsets.clone(),
+        inf.pods.clone(),
+        inf.nodes.clone(),
+    );
     let podgc = podgc::PodGc::new(client.clone(), inf.pods.clone(), inf.nodes.clone());
     let mut set = JoinSet::new();
     set.spawn(podgc.run(stop.clone()));
     set.spawn(daemonsets.run(WORKERS, stop.clone()));
+    set.spawn(podupdater.run(daemonpodupdater::WORKERS, stop.clone()));
     set.spawn(deployments.run(WORKERS, stop.clone()));
     set.spawn(rs.run(WORKERS, stop.clone()));
     set.spawn(rc.run(WORKERS, stop.clone()));
