@@ -3,6 +3,7 @@
 //! (`ger controllers --kubeconfig F`).
 
 pub mod claim;
+pub mod daemonpodupdater;
 pub mod daemonset;
 pub mod deployment;
 pub mod events;
@@ -117,6 +118,12 @@ pub fn start(
         inf.nodes.clone(),
         inf.revisions.clone(),
     );
+    let podupdater = daemonpodupdater::DaemonPodUpdater::new(
+        client.clone(),
+        inf.daemonsets.clone(),
+        inf.pods.clone(),
+        inf.nodes.clone(),
+    );
     let podgc = podgc::PodGc::new(client.clone(), inf.pods.clone(), inf.nodes.clone());
     let lifecycle = nodelifecycle::NodeLifecycleController::new(
         client.clone(),
@@ -129,6 +136,7 @@ pub fn start(
     set.spawn(lifecycle.run(stop.clone()));
     set.spawn(podgc.run(stop.clone()));
     set.spawn(daemonsets.run(WORKERS, stop.clone()));
+    set.spawn(podupdater.run(daemonpodupdater::WORKERS, stop.clone()));
     set.spawn(deployments.run(WORKERS, stop.clone()));
     set.spawn(rs.run(WORKERS, stop.clone()));
     set.spawn(rc.run(WORKERS, stop.clone()));

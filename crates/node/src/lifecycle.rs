@@ -170,13 +170,23 @@ fn conditions(pod: &Pod, c: Conditions, now: DateTime<Utc>) -> Value {
         .find(|c| c["type"] == "PodScheduled")
         .cloned()
         .unwrap_or_else(|| cond("PodScheduled", true, None));
-    json!([
+    let mut out = vec![
         cond("PodReadyToStartContainers", true, None),
         cond("Initialized", c.initialized, None),
         cond("Ready", c.containers_ready, c.reason),
         cond("ContainersReady", c.containers_ready, c.reason),
         scheduled,
-    ])
+    ];
+    // Conditions other components own (readiness gates, PodNeedUpgrade, …) stay as they are:
+    // the status is written as a merge patch, which replaces the whole list.
+    let owned = |t: &Value| out.iter().any(|c| c["type"] == *t);
+    let foreign: Vec<Value> = old_conds
+        .iter()
+        .filter(|c| !owned(&c["type"]))
+        .cloned()
+        .collect();
+    out.extend(foreign);
+    Value::Array(out)
 }
 
 fn container_status(c: &Container, state: Value, ready: bool, restarts: i64, last: Value) -> Value {
@@ -552,6 +562,42 @@ mod tests {
         apply(&mut p, &plan);
         assert_eq!(stage(&p), Stage::Ready);
         assert_eq!(plan.next, None);
+    }
+
+    #[test]
+    fn foreign_conditions_are_kept() {
+        let mut p = pod(json!([{"name": "c", "image": "nginx"}]), "Always");
+        let extra = json!({"type": "PodNeedUpgrade", "status": "True", "message": "controllerrevision: x",
+            "lastTransitionTime": "2025-01-01T00:00:00Z"});
+        p.status
+            .as_mut()
+            .unwrap()
+            .conditions
+            .as_mut()
+            .unwrap()
+            .push(serde_json::from_value(extra.clone()).unwrap());
+        let next = plan(&p, &zero(), Utc::now());
+        apply(&mut p, &next);
+        assert_eq!(stage(&p), Stage::Ready);
+        let conds = serde_json::to_value(&p.status).unwrap()["conditions"].clone();
+        let types: Vec<&str> = conds
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["type"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            types,
+            [
+                "PodReadyToStartContainers",
+                "Initialized",
+                "Ready",
+                "ContainersReady",
+                "PodScheduled",
+                "PodNeedUpgrade"
+            ]
+        );
+        assert_eq!(conds[5], extra);
     }
 
     #[test]
