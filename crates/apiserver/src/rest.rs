@@ -813,9 +813,16 @@ pub async fn guaranteed_update(
 ) -> ApiResult<Value> {
     for _attempt in 0..16 {
         st.cache.sync().await;
-        let cur = current(st, res, ns, name)?;
+        let mut cur = current(st, res, ns, name)?;
         let cur_rv = object::resource_version(&cur).to_string();
+        // The mutation sees the object without its resourceVersion, so that the result carries
+        // one only when the caller asked for it (a PUT body's, a patch's): only then is the
+        // write pinned; otherwise a concurrent write is retried over, as upstream does.
+        if let Some(meta) = cur.get_mut("metadata").and_then(Value::as_object_mut) {
+            meta.remove("resourceVersion");
+        }
         let mut new = mutate(&cur)?;
+        object::set_resource_version(&mut cur, cur_rv.parse().unwrap_or(0));
         if !new.is_object() {
             return Err(ApiError::bad_request("the object must be a JSON object"));
         }
