@@ -406,6 +406,15 @@ fn seed_004_ota() {
     let (code, body) = up(&agents[1], "no-such-pod");
     assert_eq!(code, 500, "{body}");
     assert!(body.starts_with("Get pod failed"), "{body}");
+    // `ger ota upgrade` says the same, and fails.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ger"))
+        .args(["ota", "upgrade", "no-such-pod", "--agent"])
+        .arg(format!("127.0.0.1:{}", agents[1].port))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("500: Get pod failed"), "{err}");
 
     // A pod with no owner, waiting for an upgrade: 400.
     g.ok(&[
