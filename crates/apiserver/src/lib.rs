@@ -18,6 +18,7 @@ pub mod errors;
 pub mod metrics;
 pub mod object;
 pub mod patch;
+pub mod protobuf;
 pub mod resources;
 pub mod rest;
 pub mod selector;
@@ -327,10 +328,25 @@ async fn serve(
     if res.namespaced && namespace.is_none() && name.is_some() {
         return ApiError::no_route().into_response();
     }
-    let body = match axum::body::to_bytes(body, MAX_BODY).await {
+    let mut body = match axum::body::to_bytes(body, MAX_BODY).await {
         Ok(b) => b,
         Err(_) => return ApiError::too_large().into_response(),
     };
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    if method != Method::PATCH && !body.is_empty() && protobuf::is_protobuf(content_type) {
+        body = match protobuf::to_json(&body) {
+            Ok(v) => v.to_string().into(),
+            Err(e) => {
+                return ApiError::bad_request(format!(
+                    "the body of the request could not be decoded as application/vnd.kubernetes.protobuf: {e}"
+                ))
+                .into_response();
+            }
+        };
+    }
     let verb = match (&method, name.is_some()) {
         (&Method::GET, false) if query.get("watch").is_some_and(|w| w == "true" || w == "1") => {
             "WATCH"

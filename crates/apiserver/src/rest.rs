@@ -629,7 +629,7 @@ pub fn decode_body(
 ) -> ApiResult<(Value, Vec<String>)> {
     let mut v: Value = serde_json::from_slice(body).map_err(|e| {
         ApiError::bad_request(format!(
-            "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml: {e}"
+            "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf: {e}"
         ))
     })?;
     let Some(obj) = v.as_object() else {

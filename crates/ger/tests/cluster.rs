@@ -448,3 +448,94 @@ fn nodes_join_and_namespaces_empty_on_delete() {
         ""
     );
 }
+
+/// kubectl's typed clients (`create namespace|deployment`, `drain`) send protobuf.
+#[test]
+fn imperative_commands_speak_protobuf() {
+    let Some(g) = common::cluster(&[]) else {
+        return;
+    };
+    let ok = |args: &[&str]| g.ok(args).trim().to_string();
+    assert_eq!(
+        ok(&["create", "namespace", "team-a"]),
+        "namespace/team-a created"
+    );
+    assert_eq!(
+        ok(&["get", "ns", "team-a", "-o", "jsonpath={.status.phase}"]),
+        "Active"
+    );
+    assert_eq!(
+        ok(&[
+            "create",
+            "deployment",
+            "web",
+            "--image=nginx:1.25",
+            "--replicas=3",
+            "--port=80",
+            "-n",
+            "team-a"
+        ]),
+        "deployment.apps/web created"
+    );
+    // Defaults apply as to a JSON body: nothing Go sent as "" or 0 sticks.
+    assert_eq!(
+        ok(&[
+            "get",
+            "deploy",
+            "web",
+            "-n",
+            "team-a",
+            "-o",
+            "jsonpath={.spec.strategy.type} {.spec.template.spec.restartPolicy} {.spec.template.spec.containers[0].ports[0].protocol} {.spec.template.spec.containers[0].imagePullPolicy} {.spec.progressDeadlineSeconds}",
+        ]),
+        "RollingUpdate Always TCP IfNotPresent 600"
+    );
+    g.wait_until(
+        &["get", "deploy", "web", "-n", "team-a", "--no-headers"],
+        30,
+        |o| rows(o).first().is_some_and(|r| r[1] == "3/3"),
+    );
+    // A pointer field set to zero is a value.
+    g.ok(&[
+        "create",
+        "deployment",
+        "idle",
+        "--image=nginx",
+        "--replicas=0",
+    ]);
+    assert_eq!(
+        ok(&["get", "deploy", "idle", "-o", "jsonpath={.spec.replicas}"]),
+        "0"
+    );
+    // The name kubectl sent must be valid, as for JSON.
+    let out = g.kubectl(&["create", "namespace", "Bad_Name"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("Invalid value: \"Bad_Name\""), "{err}");
+    // drain: its pods leave the node and come back elsewhere.
+    let on = |node: &str| {
+        ok(&[
+            "get",
+            "pods",
+            "-n",
+            "team-a",
+            "--field-selector",
+            &format!("spec.nodeName={node}"),
+            "-o",
+            "name",
+        ])
+    };
+    let node = ["node-0", "node-1", "node-2"]
+        .into_iter()
+        .find(|n| !on(n).trim().is_empty())
+        .unwrap();
+    let out = ok(&["drain", node, "--ignore-daemonsets", "--timeout=60s"]);
+    assert!(out.ends_with(&format!("node/{node} drained")), "{out}");
+    assert!(out.contains("evicting pod team-a/web-"), "{out}");
+    assert!(on(node).trim().is_empty());
+    g.wait_until(
+        &["get", "deploy", "web", "-n", "team-a", "--no-headers"],
+        30,
+        |o| rows(o).first().is_some_and(|r| r[1] == "3/3"),
+    );
+}
