@@ -56,7 +56,8 @@ impl Cached {
             .filter(|l| l.as_object().is_some_and(|m| !m.is_empty()))
             .cloned();
         Cached {
-            bytes: Bytes::from(serde_json::to_vec(v).unwrap_or_default()),
+            // Exactly sized: a Vec grown while encoding keeps up to twice what it holds.
+            bytes: Bytes::from(serde_json::to_vec(v).unwrap_or_default().into_boxed_slice()),
             labels,
             fields: selector::field_values(plural, v),
             deleting: object::is_deleting(v),

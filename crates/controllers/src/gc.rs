@@ -126,6 +126,7 @@ impl GarbageCollector {
     pub fn watch<K>(self: &Arc<Self>, informer: &Arc<Informer<K>>)
     where
         K: Resource<DynamicType = ()>
+            + crate::informer::Compact
             + Clone
             + serde::de::DeserializeOwned
             + std::fmt::Debug

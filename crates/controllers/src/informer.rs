@@ -6,6 +6,10 @@ use std::fmt::Debug;
 use std::sync::Arc;
 
 use futures::StreamExt;
+use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet, Deployment, ReplicaSet};
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Container, Node, Pod, ReplicationController};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::Api;
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
@@ -41,6 +45,79 @@ struct Indexed<K> {
     indexes: HashMap<(&'static str, String), HashSet<String>>,
 }
 
+/// Objects as an informer keeps them: decoded lists carry the spare capacity they grew with
+/// (a `Vec` of one `ContainerStatus` holds four), which at ten thousand pods is tens of
+/// megabytes; `compact` gives it back.
+pub trait Compact {
+    fn compact(&mut self) {}
+}
+
+fn shrink<T>(v: &mut Option<Vec<T>>) {
+    if let Some(v) = v {
+        v.shrink_to_fit();
+    }
+}
+
+fn shrink_meta(m: &mut ObjectMeta) {
+    shrink(&mut m.owner_references);
+    shrink(&mut m.finalizers);
+    shrink(&mut m.managed_fields);
+}
+
+fn shrink_containers(cs: &mut Vec<Container>) {
+    cs.shrink_to_fit();
+    for c in cs {
+        shrink(&mut c.ports);
+        shrink(&mut c.env);
+        shrink(&mut c.volume_mounts);
+        shrink(&mut c.command);
+        shrink(&mut c.args);
+    }
+}
+
+impl Compact for Pod {
+    fn compact(&mut self) {
+        shrink_meta(&mut self.metadata);
+        if let Some(s) = self.spec.as_mut() {
+            shrink_containers(&mut s.containers);
+            if let Some(cs) = s.init_containers.as_mut() {
+                shrink_containers(cs);
+            }
+            shrink(&mut s.tolerations);
+            shrink(&mut s.volumes);
+        }
+        if let Some(s) = self.status.as_mut() {
+            shrink(&mut s.conditions);
+            shrink(&mut s.container_statuses);
+            shrink(&mut s.init_container_statuses);
+            shrink(&mut s.pod_ips);
+            shrink(&mut s.host_ips);
+        }
+    }
+}
+
+impl Compact for Node {
+    fn compact(&mut self) {
+        shrink_meta(&mut self.metadata);
+        if let Some(s) = self.spec.as_mut() {
+            shrink(&mut s.taints);
+            shrink(&mut s.pod_cidrs);
+        }
+        if let Some(s) = self.status.as_mut() {
+            shrink(&mut s.conditions);
+            shrink(&mut s.addresses);
+            shrink(&mut s.images);
+        }
+    }
+}
+
+impl Compact for ReplicaSet {}
+impl Compact for ReplicationController {}
+impl Compact for Deployment {}
+impl Compact for DaemonSet {}
+impl Compact for ControllerRevision {}
+impl Compact for Lease {}
+
 pub struct Informer<K> {
     state: RwLock<Indexed<K>>,
     indexers: Vec<(&'static str, IndexFn<K>)>,
@@ -50,7 +127,7 @@ pub struct Informer<K> {
 
 impl<K> Informer<K>
 where
-    K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    K: Resource + Compact + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
 {
     pub fn new(indexers: Vec<(&'static str, IndexFn<K>)>) -> Arc<Self> {
         Arc::new(Informer {
@@ -158,7 +235,8 @@ where
         }
     }
 
-    fn apply(&self, obj: K) {
+    fn apply(&self, mut obj: K) {
+        obj.compact();
         let obj = Arc::new(obj);
         match self.upsert(obj.clone()) {
             None => self.emit(Change::Added(&obj)),
@@ -233,5 +311,43 @@ where
                 Err(e) => tracing::debug!(error = %e, "watch failed; retrying"),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn compacted_pods_hold_no_spare_capacity() {
+        let text = r#"{"metadata":{"name":"p","ownerReferences":[{"apiVersion":"apps/v1","kind":"ReplicaSet","name":"r","uid":"u"}]},
+            "spec":{"containers":[{"name":"c","image":"i","ports":[{"containerPort":80}]}],
+                "tolerations":[{"key":"a","operator":"Exists"},{"key":"b","operator":"Exists"}]},
+            "status":{"conditions":[{"type":"A","status":"True"},{"type":"B","status":"True"},
+                {"type":"C","status":"True"},{"type":"D","status":"True"},{"type":"E","status":"True"}],
+                "containerStatuses":[{"name":"c","image":"i","imageID":"","ready":true,"restartCount":0}],
+                "podIPs":[{"ip":"10.0.0.1"}]}}"#;
+        let mut pod: Pod = serde_json::from_str(text).unwrap();
+        let statuses = |p: &Pod| {
+            let s = p.status.as_ref().unwrap();
+            (
+                s.container_statuses.as_ref().unwrap().capacity(),
+                s.conditions.as_ref().unwrap().capacity(),
+            )
+        };
+        assert!(statuses(&pod).0 > 1, "decoding over-allocates");
+        pod.compact();
+        assert_eq!(statuses(&pod), (1, 5));
+        let spec = pod.spec.as_ref().unwrap();
+        assert_eq!(spec.tolerations.as_ref().unwrap().capacity(), 2);
+        assert_eq!(spec.containers[0].ports.as_ref().unwrap().capacity(), 1);
+        assert_eq!(
+            pod.metadata.owner_references.as_ref().unwrap().capacity(),
+            1
+        );
+        // Nothing but capacity changes.
+        assert_eq!(pod, serde_json::from_str::<Pod>(text).unwrap());
     }
 }

@@ -31,6 +31,7 @@ pub const BURST_REPLICAS: usize = 500;
 /// What the shared logic needs of a ReplicaSet or a ReplicationController.
 pub trait ReplicaOwner:
     Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+    + crate::informer::Compact
     + Clone
     + DeserializeOwned
     + Serialize
