@@ -13,7 +13,6 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 
-use bytes::Bytes;
 use std::time::Duration;
 
 use ger_store::{DynStore, EventKind, KeyValue, Revision};
@@ -36,42 +35,110 @@ pub enum WatchKind {
     Deleted,
 }
 
-/// One object as the cache keeps it: its JSON encoding (with `resourceVersion`), shared by
-/// every list and watch that sends it, and the few values selectors look at. A parsed
-/// `serde_json::Value` costs about eight times the encoding; it is made only when a caller
-/// needs the whole object.
+/// One object as the cache keeps it: its JSON encoding as the store holds it, shared with the
+/// store, and the few values selectors look at. The store's encoding has no
+/// `resourceVersion`; it is written in, right after `"metadata":{`, as the object is sent. A
+/// parsed `serde_json::Value` costs about eight times the encoding; it is made only when a
+/// caller needs the whole object.
 #[derive(Debug)]
 pub struct Cached {
-    bytes: Bytes,
+    raw: ger_store::Bytes,
+    /// Where `resourceVersion` goes in `raw`: just inside `metadata`, and whether a comma
+    /// follows it. `None` when `raw` already carries it (see [`Cached::from_kv`]).
+    split: Option<(usize, bool)>,
+    rv: Revision,
     labels: Option<Value>,
     /// `metadata.name`, `metadata.namespace` and the resource's selectable fields, rendered.
     fields: Vec<(&'static str, String)>,
     deleting: bool,
 }
 
+const METADATA: &[u8] = b"\"metadata\":{";
+
 impl Cached {
-    pub fn new(plural: &str, v: &Value) -> Cached {
-        let labels = object::meta(v)
+    /// The object a store key-value holds, `None` when it is not a JSON object.
+    pub fn from_kv(plural: &str, kv: &KeyValue) -> Option<Cached> {
+        let v: Value = serde_json::from_slice(&kv.value).ok()?;
+        let meta = object::meta(&v);
+        let labels = meta
             .and_then(|m| m.get("labels"))
             .filter(|l| l.as_object().is_some_and(|m| !m.is_empty()))
             .cloned();
-        Cached {
-            // Exactly sized: a Vec grown while encoding keeps up to twice what it holds.
-            bytes: Bytes::from(serde_json::to_vec(v).unwrap_or_default().into_boxed_slice()),
+        // The store writes objects with sorted keys and no resourceVersion, so `metadata`
+        // opens after `apiVersion` and `kind`, outside any nested object. Anything else
+        // (a value some other writer left) is encoded afresh, resourceVersion included.
+        let split = kv
+            .value
+            .windows(METADATA.len())
+            .position(|w| w == METADATA)
+            .filter(|&at| {
+                kv.value.first() == Some(&b'{')
+                    && !kv.value[1..at].iter().any(|b| matches!(b, b'{' | b'['))
+                    && meta.is_some_and(|m| m.get("resourceVersion").is_none())
+            })
+            .map(|at| {
+                let at = at + METADATA.len();
+                (at, kv.value.get(at) != Some(&b'}'))
+            });
+        let raw = match split {
+            Some(_) => kv.value.clone(),
+            None => {
+                let mut v = v.clone();
+                if let Some(m) = v.get_mut("metadata").and_then(Value::as_object_mut) {
+                    m.insert("resourceVersion".into(), kv.mod_revision.to_string().into());
+                }
+                serde_json::to_vec(&v).ok()?.into()
+            }
+        };
+        Some(Cached {
+            raw,
+            split,
+            rv: kv.mod_revision,
             labels,
-            fields: selector::field_values(plural, v),
-            deleting: object::is_deleting(v),
+            fields: selector::field_values(plural, &v),
+            deleting: object::is_deleting(&v),
+        })
+    }
+
+    /// The length of the object's JSON.
+    pub fn len(&self) -> usize {
+        self.raw.len() + self.split.map_or(0, |_| 44)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// Append the object's JSON, `resourceVersion` included.
+    pub fn write_to(&self, out: &mut Vec<u8>) {
+        match self.split {
+            Some((at, comma)) => {
+                out.extend_from_slice(&self.raw[..at]);
+                out.extend_from_slice(b"\"resourceVersion\":\"");
+                out.extend_from_slice(self.rv.to_string().as_bytes());
+                out.extend_from_slice(if comma { b"\"," } else { b"\"" });
+                out.extend_from_slice(&self.raw[at..]);
+            }
+            None => out.extend_from_slice(&self.raw),
         }
     }
 
-    /// The object's JSON.
-    pub fn bytes(&self) -> &Bytes {
-        &self.bytes
+    /// The object's JSON, `resourceVersion` included.
+    pub fn to_vec(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.len());
+        self.write_to(&mut out);
+        out
     }
 
     /// The whole object, parsed.
     pub fn value(&self) -> Value {
-        serde_json::from_slice(&self.bytes).unwrap_or(Value::Null)
+        let mut v: Value = serde_json::from_slice(&self.raw).unwrap_or(Value::Null);
+        if self.split.is_some()
+            && let Some(m) = v.get_mut("metadata").and_then(Value::as_object_mut)
+        {
+            m.insert("resourceVersion".into(), self.rv.to_string().into());
+        }
+        v
     }
 
     pub fn labels(&self) -> Option<&Value> {
@@ -123,11 +190,6 @@ impl CacheEvent {
             prev,
             rev,
         }
-    }
-
-    /// The object's JSON encoding.
-    pub fn encoded(&self) -> &Bytes {
-        self.obj.bytes()
     }
 }
 
@@ -206,18 +268,6 @@ pub struct Cache {
     store: DynStore,
 }
 
-/// Parse stored bytes and stamp the resourceVersion.
-pub fn decode(kv: &KeyValue) -> Option<Value> {
-    let mut v: Value = serde_json::from_slice(&kv.value).ok()?;
-    if let Some(meta) = v.get_mut("metadata").and_then(Value::as_object_mut) {
-        meta.insert(
-            "resourceVersion".into(),
-            Value::String(kv.mod_revision.to_string()),
-        );
-    }
-    Some(v)
-}
-
 /// The plural name of the resource a store key belongs to ("" when none).
 pub fn resource_plural(key: &str) -> &'static str {
     resource_prefix(key)
@@ -248,12 +298,14 @@ impl Cache {
             let Some(prefix) = resource_prefix(&kv.key) else {
                 continue;
             };
-            let (Some(rc), Some(obj)) = (by_prefix.get(prefix), decode(kv)) else {
+            let Some(rc) = by_prefix.get(prefix) else {
                 continue;
             };
             let mut rc = rc.write();
-            let cached = Arc::new(Cached::new(rc.plural, &obj));
-            rc.objects.insert(kv.key.to_string(), cached);
+            let Some(cached) = Cached::from_kv(rc.plural, kv) else {
+                continue;
+            };
+            rc.objects.insert(kv.key.to_string(), Arc::new(cached));
         }
         for rc in by_prefix.values() {
             rc.write().ring_start = rev;
@@ -277,7 +329,7 @@ impl Cache {
     fn ingest(&self, ev: ger_store::Event) {
         let rev = ev.kv.mod_revision;
         if let Some(rc) = resource_prefix(&ev.kv.key).and_then(|p| self.by_prefix.get(p))
-            && let Some(obj) = decode(&ev.kv)
+            && let Some(cached) = Cached::from_kv(resource_plural(&ev.kv.key), &ev.kv)
         {
             let mut rc = rc.write();
             let prev = rc.objects.get(&*ev.kv.key).cloned();
@@ -286,7 +338,7 @@ impl Cache {
                 (EventKind::Put, None) => WatchKind::Added,
                 (EventKind::Put, Some(_)) => WatchKind::Modified,
             };
-            let cached = Arc::new(Cached::new(rc.plural, &obj));
+            let cached = Arc::new(cached);
             rc.apply(&ev.kv.key, CacheEvent::new(kind, cached, prev, rev));
         }
         self.processed.send_replace(rev);
@@ -322,5 +374,71 @@ impl Cache {
     /// The oldest revision a watch can resume from.
     pub fn oldest(&self, res: &Resource) -> Revision {
         self.resource(res).read().ring_start
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use serde_json::json;
+
+    fn kv(value: &str, rev: Revision) -> KeyValue {
+        KeyValue {
+            key: "/registry/core/pods/default/p".into(),
+            value: value.as_bytes().into(),
+            create_revision: 1,
+            mod_revision: rev,
+        }
+    }
+
+    #[test]
+    fn the_store_bytes_are_shared_and_sent_with_their_resource_version() {
+        let cases = [
+            // The store's own form: sorted keys, no resourceVersion.
+            json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"labels": {"a": "b"}, "name": "p", "namespace": "default"}, "spec": {"nodeName": "n"}}),
+            json!({"apiVersion": "v1", "kind": "Pod", "metadata": {}, "spec": {}}),
+        ];
+        for want in cases {
+            let k = kv(&want.to_string(), 42);
+            let c = Cached::from_kv("pods", &k).unwrap();
+            assert!(Arc::ptr_eq(&c.raw, &k.value), "shares the store's bytes");
+            let mut want = want;
+            want["metadata"]["resourceVersion"] = json!("42");
+            let sent: Value = serde_json::from_slice(&c.to_vec()).unwrap();
+            assert_eq!(sent, want);
+            assert_eq!(c.value(), want);
+            assert!(c.len() >= c.to_vec().len());
+        }
+        let c = Cached::from_kv("pods", &kv(&cases_labels(), 7)).unwrap();
+        assert_eq!(c.labels(), Some(&json!({"a": "b"})));
+        assert_eq!(c.name(), "p");
+        assert_eq!(c.namespace(), Some("default"));
+    }
+
+    fn cases_labels() -> String {
+        json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"labels": {"a": "b"}, "name": "p", "namespace": "default"}})
+            .to_string()
+    }
+
+    #[test]
+    fn other_forms_are_encoded_afresh() {
+        for text in [
+            // A resourceVersion already stored.
+            r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"p","resourceVersion":"3"}}"#,
+            // "metadata" first met inside another object.
+            r#"{"a":{"metadata":{"x":1}},"kind":"Pod","metadata":{"name":"p"}}"#,
+            // Unsorted, with spaces.
+            r#"{ "metadata": {"name": "p"}, "kind": "Pod" }"#,
+        ] {
+            let c = Cached::from_kv("pods", &kv(text, 9)).unwrap();
+            let sent: Value = serde_json::from_slice(&c.to_vec()).unwrap();
+            let mut want: Value = serde_json::from_str(text).unwrap();
+            want["metadata"]["resourceVersion"] = json!("9");
+            assert_eq!(sent, want, "{text}");
+            assert_eq!(c.value(), want);
+        }
+        assert!(Cached::from_kv("pods", &kv("not json", 1)).is_none());
     }
 }

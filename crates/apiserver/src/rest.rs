@@ -359,7 +359,7 @@ async fn list(st: &ApiState, req: &Request<'_>) -> ApiResult<Response> {
         "metadata": meta,
     })
     .to_string();
-    let size: usize = items.iter().map(|c| c.bytes().len() + 1).sum();
+    let size: usize = items.iter().map(|c| c.len() + 1).sum();
     let mut body = Vec::with_capacity(head.len() + size + 16);
     body.extend_from_slice(&head.as_bytes()[..head.len() - 1]);
     body.extend_from_slice(b",\"items\":[");
@@ -367,7 +367,7 @@ async fn list(st: &ApiState, req: &Request<'_>) -> ApiResult<Response> {
         if i > 0 {
             body.push(b',');
         }
-        body.extend_from_slice(c.bytes());
+        c.write_to(&mut body);
     }
     body.extend_from_slice(b"]}");
     let mut resp = (StatusCode::OK, body).into_response();
@@ -472,13 +472,13 @@ async fn watch(st: &ApiState, req: &Request<'_>) -> ApiResult<Response> {
                 *first = false;
                 return Some(send(json!({"type": kind, "object": t})));
             }
-            // The object's encoding is shared by every watcher of this event.
-            let obj = ev.encoded();
+            // The object is the store's bytes, shared by every watcher of this event.
+            let obj = &ev.obj;
             let mut line = Vec::with_capacity(obj.len() + 32);
             line.extend_from_slice(b"{\"type\":\"");
             line.extend_from_slice(kind.as_bytes());
             line.extend_from_slice(b"\",\"object\":");
-            line.extend_from_slice(obj);
+            obj.write_to(&mut line);
             line.extend_from_slice(b"}\n");
             Some(Bytes::from(line))
         };
@@ -554,9 +554,9 @@ async fn next_event(source: &mut Source) -> Option<Arc<CacheEvent>> {
         Source::Store(rx) => {
             let ev = rx.recv().await?;
             let plural = resource_plural(&ev.kv.key);
-            let cached = |v: Value| Arc::new(Cached::new(plural, &v));
-            let obj = cached(crate::cache::decode(&ev.kv)?);
-            let prev = ev.prev.as_ref().and_then(crate::cache::decode).map(cached);
+            let cached = |kv: &ger_store::KeyValue| Cached::from_kv(plural, kv).map(Arc::new);
+            let obj = cached(&ev.kv)?;
+            let prev = ev.prev.as_ref().and_then(cached);
             let kind = match (ev.kind, &prev) {
                 (ger_store::EventKind::Delete, _) => WatchKind::Deleted,
                 (_, None) => WatchKind::Added,
