@@ -17,6 +17,7 @@ pub mod queue;
 pub mod ranking;
 pub mod replicaset;
 pub mod scheduler;
+pub mod tainteviction;
 
 use std::sync::Arc;
 
@@ -132,8 +133,10 @@ pub fn start(
         inf.leases.clone(),
         inf.pods.clone(),
     );
+    let taints = tainteviction::TaintEviction::new(client.clone(), inf.pods.clone(), &inf.nodes);
     let mut set = JoinSet::new();
     set.spawn(lifecycle.run(stop.clone()));
+    set.spawn(taints.run(stop.clone()));
     set.spawn(podgc.run(stop.clone()));
     set.spawn(daemonsets.run(WORKERS, stop.clone()));
     set.spawn(podupdater.run(daemonpodupdater::WORKERS, stop.clone()));

@@ -12,8 +12,8 @@
 //!
 //! Taints follow the Ready condition, whoever set it: `Unknown` → `node.kubernetes.io/unreachable`,
 //! `False` → `node.kubernetes.io/not-ready`, each as NoSchedule and NoExecute (with `timeAdded`);
-//! `True` → neither. Other taints are left alone. Pods are not evicted: DaemonSet pods tolerate
-//! both NoExecute taints, and eviction of other pods is not implemented.
+//! `True` → neither. Other taints are left alone. Evicting the pods of a tainted node is
+//! [`crate::tainteviction`]'s business (DaemonSet pods tolerate both NoExecute taints).
 //!
 //! Invariants: a node's Ready condition is only ever moved to Unknown by this controller, never
 //! back (that is the kubelet's job); the controller's writes carry the resourceVersion they

@@ -539,3 +539,76 @@ fn imperative_commands_speak_protobuf() {
         |o| rows(o).first().is_some_and(|r| r[1] == "3/3"),
     );
 }
+
+/// NoExecute taints evict the pods that do not tolerate them, now or after their
+/// tolerationSeconds; removing the taint cancels what was scheduled.
+#[test]
+fn no_execute_taints_evict() {
+    let Some(g) = common::cluster(&[]) else {
+        return;
+    };
+    let tolerating = |seconds: Option<u32>| {
+        let seconds = seconds.map_or(String::new(), |s| format!("\n    tolerationSeconds: {s}"));
+        format!(
+            "  nodeName: node-1\n  tolerations:\n  - key: maintenance\n    operator: Exists\n    effect: NoExecute{seconds}\n"
+        )
+    };
+    for (name, spec) in [
+        ("plain", "  nodeName: node-1\n".to_string()),
+        ("patient", tolerating(Some(3))),
+        ("waiting", tolerating(Some(120))),
+        ("stubborn", tolerating(None)),
+    ] {
+        let p = g.path(&format!("{name}.yaml"));
+        std::fs::write(&p, pod_yaml(name, &spec, "nginx")).unwrap();
+        g.ok(&["apply", "-f", p.to_str().unwrap()]);
+    }
+    g.wait_until(&["get", "pods", "--no-headers"], 30, |o| {
+        count_running(o) == 4
+    });
+    g.ok(&["taint", "nodes", "node-1", "maintenance=now:NoExecute"]);
+    let names = |o: &str| -> Vec<String> { rows(o).iter().map(|r| r[0].clone()).collect() };
+    let left = g.wait_until(&["get", "pods", "--no-headers"], 20, |o| {
+        !names(o).contains(&"plain".to_string())
+    });
+    assert!(names(&left).contains(&"patient".to_string()), "{left}");
+    let left = g.wait_until(&["get", "pods", "--no-headers"], 30, |o| {
+        !names(o).contains(&"patient".to_string())
+    });
+    assert_eq!(names(&left), ["stubborn", "waiting"], "{left}");
+    let events = |reason: &str| {
+        g.ok(&[
+            "get",
+            "events",
+            "--field-selector",
+            &format!("reason={reason}"),
+            "-o",
+            "jsonpath={range .items[*]}{.message}{\"\\n\"}{end}",
+        ])
+    };
+    let marked = events("TaintManagerEviction");
+    assert!(
+        marked.contains("Marking for deletion Pod default/plain"),
+        "{marked}"
+    );
+    assert!(
+        marked.contains("Marking for deletion Pod default/patient"),
+        "{marked}"
+    );
+    g.ok(&["taint", "nodes", "node-1", "maintenance-"]);
+    let cancelled = g.wait_until(
+        &[
+            "get",
+            "events",
+            "--field-selector",
+            "reason=TaintManagerEviction",
+            "-o",
+            "jsonpath={range .items[*]}{.message}{\"\\n\"}{end}",
+        ],
+        20,
+        |o| o.contains("Cancelling deletion of Pod default/waiting"),
+    );
+    assert!(!cancelled.contains("default/stubborn"), "{cancelled}");
+    let left = g.ok(&["get", "pods", "--no-headers"]);
+    assert_eq!(names(&left), ["stubborn", "waiting"], "{left}");
+}
