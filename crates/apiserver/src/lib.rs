@@ -1,7 +1,7 @@
 //! ger-apiserver: a kube-apiserver for the resources ger serves, as an `axum::Router`.
 //!
 //! `router(state)` answers discovery (`/version`, `/api`, `/apis`, per-group resource lists,
-//! a minimal `/openapi/v3`), and the REST API of every resource in [`resources::RESOURCES`]:
+//! `/openapi/v3` with the served kinds' schemas), and the REST API of every resource in [`resources::RESOURCES`]:
 //! get, list, watch, create, update, patch (JSON, merge, strategic), delete and
 //! deletecollection, with the status, scale, binding and eviction subresources. Objects are
 //! JSON values in their wire form; [`admission`] defaults and validates them, [`table`] prints
@@ -17,6 +17,7 @@ pub mod cache;
 pub mod errors;
 pub mod metrics;
 pub mod object;
+pub mod openapi;
 pub mod patch;
 pub mod protobuf;
 pub mod resources;
@@ -145,10 +146,7 @@ pub fn router(state: ApiState) -> Router {
             "/apis",
             get(|| async { json_ok(resources::api_group_list()) }),
         )
-        .route(
-            "/openapi/v3",
-            get(|| async { json_ok(resources::openapi_v3_root()) }),
-        )
+        .route("/openapi/v3", get(|| async { json_ok(openapi::root()) }))
         .route("/openapi/v3/{*path}", get(openapi_v3))
         .route("/healthz", get(|| async { "ok" }))
         .route("/livez", get(|| async { "ok" }))
@@ -262,8 +260,15 @@ async fn group_version_doc(Path((group, version)): Path<(String, String)>) -> Re
 }
 
 async fn openapi_v3(Path(path): Path<String>) -> Response {
-    match resources::openapi_v3_doc(&path) {
-        Some(v) => json_ok(v),
+    match openapi::doc(&path) {
+        Some(b) => (
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
+            b,
+        )
+            .into_response(),
         None => ApiError::no_route().into_response(),
     }
 }

@@ -791,3 +791,59 @@ fn events_expire_after_the_event_ttl() {
             .contains("stays")
     );
 }
+
+#[test]
+fn explain_reads_the_served_schemas() {
+    let Some(g) = ger() else { return };
+    let out = g.ok(&["explain", "daemonset.spec.updateStrategy"]);
+    assert!(out.contains("KIND:       DaemonSet"), "{out}");
+    assert!(
+        out.contains("FIELD: updateStrategy <DaemonSetUpdateStrategy>"),
+        "{out}"
+    );
+    assert!(
+        out.contains("rollingUpdate\t<RollingUpdateDaemonSet>"),
+        "{out}"
+    );
+    let out = g.ok(&["explain", "deploy.spec"]);
+    assert!(
+        out.contains("selector\t<LabelSelector> -required-"),
+        "{out}"
+    );
+    assert!(!out.contains("metadata\t<ObjectMeta> -required-"), "{out}");
+    for kind in [
+        "pods",
+        "nodes",
+        "namespaces",
+        "events",
+        "rc",
+        "rs",
+        "controllerrevisions",
+        "leases",
+    ] {
+        let out = g.ok(&["explain", kind]);
+        assert!(out.contains("DESCRIPTION:"), "{kind}: {out}");
+    }
+    // apply still merges lists by key (kubectl's own patch metadata): a container added by
+    // another writer survives a re-apply.
+    g.ok(&["apply", "-f", &fixture("deploy-demo.yaml")]);
+    g.ok(&[
+        "patch",
+        "deploy",
+        "deploy-demo",
+        "-p",
+        r#"{"spec":{"template":{"spec":{"containers":[{"name":"sidecar","image":"busybox"}]}}}}"#,
+    ]);
+    g.ok(&["apply", "-f", &fixture("deploy-demo.yaml")]);
+    assert_eq!(
+        g.ok(&[
+            "get",
+            "deploy",
+            "deploy-demo",
+            "-o",
+            "jsonpath={.spec.template.spec.containers[*].name}"
+        ])
+        .trim(),
+        "myapp sidecar"
+    );
+}
