@@ -5,14 +5,7 @@ use std::cmp::Ordering;
 use chrono::{DateTime, Utc};
 use k8s_openapi::api::core::v1::Pod;
 
-use crate::pods;
-
-fn node_name(p: &Pod) -> &str {
-    p.spec
-        .as_ref()
-        .and_then(|s| s.node_name.as_deref())
-        .unwrap_or("")
-}
+use crate::pods::{self, node_name};
 
 fn phase_rank(p: &Pod) -> u8 {
     match pods::phase(p) {

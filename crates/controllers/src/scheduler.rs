@@ -26,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::events::{Recorder, object_ref};
 use crate::informer::{Change, Informer, key_of};
-use crate::pods;
+use crate::pods::{self, node_name, tolerations};
 use crate::queue::{Outcome, Queue};
 use crate::replicaset::{api_message, is_not_found};
 
@@ -387,13 +387,6 @@ pub fn tolerates(t: &Toleration, taint: &Taint) -> bool {
     }
 }
 
-fn tolerations(pod: &Pod) -> &[Toleration] {
-    pod.spec
-        .as_ref()
-        .and_then(|s| s.tolerations.as_deref())
-        .unwrap_or_default()
-}
-
 fn requirement_matches(r: &NodeSelectorRequirement, value: Option<&str>) -> bool {
     let values = r.values.as_deref().unwrap_or_default();
     let as_int = |s: &str| s.parse::<i64>().ok();
@@ -674,13 +667,6 @@ struct Cache {
     nodes: BTreeMap<String, NodeEntry>,
     usage: HashMap<String, Usage>,
     pods: HashMap<String, Placed>,
-}
-
-fn node_name(pod: &Pod) -> &str {
-    pod.spec
-        .as_ref()
-        .and_then(|s| s.node_name.as_deref())
-        .unwrap_or("")
 }
 
 impl Cache {

@@ -35,6 +35,7 @@ use tokio::time::Instant;
 
 use crate::events::Recorder;
 use crate::informer::{Change, Informer};
+use crate::pods::{node_name, tolerations};
 use crate::replicaset::api_message;
 use crate::scheduler::tolerates;
 
@@ -91,20 +92,6 @@ pub fn no_execute(node: &Node) -> Vec<Taint> {
         .unwrap_or_default()
 }
 
-fn pod_tolerations(pod: &Pod) -> &[Toleration] {
-    pod.spec
-        .as_ref()
-        .and_then(|s| s.tolerations.as_deref())
-        .unwrap_or_default()
-}
-
-fn pod_node(pod: &Pod) -> &str {
-    pod.spec
-        .as_ref()
-        .and_then(|s| s.node_name.as_deref())
-        .unwrap_or("")
-}
-
 struct Scheduled {
     id: u64,
     created: Instant,
@@ -152,9 +139,7 @@ impl TaintEviction {
             match change {
                 Change::Added(p) => te.pod_changed(p),
                 Change::Updated { old, new } => {
-                    if pod_tolerations(old) != pod_tolerations(new)
-                        || pod_node(old) != pod_node(new)
-                    {
+                    if tolerations(old) != tolerations(new) || node_name(old) != node_name(new) {
                         te.pod_changed(new);
                     }
                 }
@@ -189,7 +174,7 @@ impl TaintEviction {
     }
 
     fn pod_changed(self: &Arc<Self>, pod: &Pod) {
-        let node = pod_node(pod);
+        let node = node_name(pod);
         if node.is_empty() {
             return;
         }
@@ -201,7 +186,7 @@ impl TaintEviction {
 
     fn process(self: &Arc<Self>, pod: &Pod, taints: &[Taint], now: Instant) {
         let (ns, name) = (pod.namespace().unwrap_or_default(), pod.name_any());
-        match verdict(pod_tolerations(pod), taints) {
+        match verdict(tolerations(pod), taints) {
             Verdict::Stay => self.cancel(&ns, &name),
             Verdict::DeleteNow => {
                 self.cancel(&ns, &name);
