@@ -576,6 +576,56 @@ async fn deployment(args: BenchArgs) -> Result<(), String> {
     Ok(())
 }
 
+/// A node joins: how long until it is Ready, and then until the DaemonSet's pod on it is.
+async fn new_node_latency(client: &kube::Client) -> Result<(), String> {
+    use k8s_openapi::api::core::v1::{Node, Pod};
+    use kube::api::{Api, ListParams, PostParams};
+
+    fn node_ready(n: &Node) -> bool {
+        let conds = n.status.as_ref().and_then(|s| s.conditions.as_ref());
+        conds.is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+    }
+    fn pod_ready(p: &Pod) -> bool {
+        let conds = p.status.as_ref().and_then(|s| s.conditions.as_ref());
+        conds.is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+    }
+    let nodes: Api<Node> = Api::all(client.clone());
+    let pods: Api<Pod> = Api::all(client.clone());
+    let node: Node = serde_json::from_value(json!({
+        "metadata": {"name": "node-joining", "annotations": {ger_node::SIMULATED: "true"},
+            "labels": {"kubernetes.io/hostname": "node-joining"}},
+    }))
+    .map_err(|e| e.to_string())?;
+    let t = Instant::now();
+    nodes
+        .create(&PostParams::default(), &node)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut ready_at = None;
+    let on_node = ListParams::default().fields("spec.nodeName=node-joining");
+    while t.elapsed() < Duration::from_secs(60) {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let Some(at) = ready_at else {
+            let n = nodes.get("node-joining").await.map_err(|e| e.to_string())?;
+            if node_ready(&n) {
+                ready_at = Some(t.elapsed());
+            }
+            continue;
+        };
+        let list = pods.list(&on_node).await.map_err(|e| e.to_string())?;
+        if list.items.iter().any(pod_ready) {
+            println!(
+                "  a joining node: Ready in {}, its DaemonSet pod Ready {} after that",
+                ms(at),
+                ms(t.elapsed() - at)
+            );
+            return Ok(());
+        }
+    }
+    println!("  a joining node: its DaemonSet pod was not Ready within 60 s");
+    Ok(())
+}
+
 async fn daemonset(args: BenchArgs) -> Result<(), String> {
     use k8s_openapi::api::apps::v1::DaemonSet;
     use kube::api::{Api, Patch, PatchParams, PostParams};
@@ -641,6 +691,7 @@ async fn daemonset(args: BenchArgs) -> Result<(), String> {
         "  rollout at maxUnavailable 10%: {done} of {nodes} replaced in {el:.2} s ({:.0} pods/s)",
         f64::from(done) / el
     );
+    new_node_latency(&client).await?;
     match rss_mb() {
         Some(mb) => println!("  RSS: {mb:.0} MB"),
         None => println!("  RSS: unavailable"),
