@@ -5,6 +5,7 @@ mod bench;
 mod cluster;
 mod ota;
 mod rolling_update;
+mod rollout_map;
 mod server;
 mod tls;
 mod token;
@@ -41,6 +42,8 @@ enum Command {
     Controllers(cluster::ControllersArgs),
     /// Rolling update of a ReplicationController (kubectl 1.17's `rolling-update`).
     RollingUpdate(rolling_update::RollingUpdateArgs),
+    /// Draw a DaemonSet's or Deployment's rollout, one cell per node or pod.
+    RolloutMap(rollout_map::MapArgs),
     /// Measure ger and print figures.
     Bench(bench::BenchArgs),
     /// Credentials for edge nodes.
@@ -90,6 +93,7 @@ fn main() -> std::process::ExitCode {
             Command::Server(args) => server::run(args).await.map_err(|e| e.to_string()),
             Command::Controllers(args) => cluster::run_controllers(args).await,
             Command::RollingUpdate(args) => rolling_update::run(args).await,
+            Command::RolloutMap(args) => rollout_map::run(args).await,
             Command::Bench(args) => bench::run(args).await,
             Command::Token(args) => token::run(args),
             Command::Agent(args) => agent::run(args).await,

@@ -535,3 +535,105 @@ fn orphaned_pods_are_adopted_again() {
         "the same pods, adopted"
     );
 }
+
+/// `ger rollout-map` draws a DaemonSet one cell per node, a Deployment one per pod.
+#[test]
+fn rollout_map_draws_the_rollout() {
+    let Some(g) = common::cluster(&[]) else {
+        return;
+    };
+    let map = |target: &str| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_ger"))
+            .args(["rollout-map", target, "--color", "never", "--kubeconfig"])
+            .arg(&g.kubeconfig)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let text = std::fs::read_to_string(fixture("daemonset-demo.yaml"))
+        .unwrap()
+        .replace(
+            "spec:\n  selector:",
+            "spec:\n  updateStrategy:\n    type: OnDelete\n  selector:",
+        );
+    let f = g.path("ondelete.yaml");
+    std::fs::write(&f, text).unwrap();
+    g.ok(&["apply", "-f", f.to_str().unwrap()]);
+    g.wait_until(&["get", "ds", "daemset-nginx", "--no-headers"], 30, |o| {
+        rows(o).first().is_some_and(|r| r[5] == "3")
+    });
+    let out = map("ds/daemset-nginx");
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(
+        lines[0].starts_with("daemonset default/daemset-nginx: revision 1 ("),
+        "{out}"
+    );
+    assert!(lines[0].ends_with("3 nodes, 3 desired"), "{out}");
+    assert_eq!(
+        lines[1..],
+        ["###", "# updated 3", "rollout complete"],
+        "{out}"
+    );
+    // OnDelete: a new template leaves every pod old until one is deleted.
+    g.ok(&[
+        "set",
+        "image",
+        "daemonset/daemset-nginx",
+        "nginx-pod=nginx:1.14",
+    ]);
+    let on_node_1 = g.wait_until(
+        &[
+            "get",
+            "pods",
+            "-l",
+            "app=daem-nginx",
+            "--field-selector",
+            "spec.nodeName=node-1",
+            "-o",
+            "name",
+        ],
+        10,
+        |o| !o.trim().is_empty(),
+    );
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    let out = map("daemonset/daemset-nginx");
+    assert_eq!(out.lines().nth(1), Some("ooo"), "{out}");
+    assert!(out.contains("revision 2"), "{out}");
+    g.ok(&["delete", on_node_1.trim()]);
+    let out = (0..30)
+        .map(|_| {
+            std::thread::sleep(std::time::Duration::from_millis(500));
+            map("ds/daemset-nginx")
+        })
+        .find(|o| o.lines().nth(1) == Some("o#o"))
+        .unwrap_or_default();
+    assert_eq!(out.lines().nth(2), Some("# updated 1  o old 2"), "{out}");
+    // A Deployment: updated pods first.
+    g.ok(&["apply", "-f", &fixture("deploy-demo.yaml")]);
+    g.wait_until(&["get", "deploy", "deploy-demo", "--no-headers"], 30, |o| {
+        rows(o).first().is_some_and(|r| r[3] == "2")
+    });
+    let out = map("deploy/deploy-demo");
+    assert!(
+        out.starts_with("deployment default/deploy-demo: revision 1 ("),
+        "{out}"
+    );
+    assert!(
+        out.contains("\n##\n# updated 2\nrollout complete\n"),
+        "{out}"
+    );
+    let err = std::process::Command::new(env!("CARGO_BIN_EXE_ger"))
+        .args(["rollout-map", "pods/x", "--kubeconfig"])
+        .arg(&g.kubeconfig)
+        .output()
+        .unwrap();
+    assert!(!err.status.success());
+    assert!(
+        String::from_utf8_lossy(&err.stderr).contains("expected daemonset/NAME or deployment/NAME")
+    );
+}
