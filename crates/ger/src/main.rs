@@ -34,6 +34,17 @@ struct PluginCli {
     args: rolling_update::RollingUpdateArgs,
 }
 
+/// The command line of the `kubectl rollout-map` plugin.
+#[derive(Debug, Parser)]
+#[command(
+    name = "kubectl rollout-map",
+    about = "Draw a DaemonSet's or Deployment's rollout, one cell per node or pod"
+)]
+struct MapPluginCli {
+    #[command(flatten)]
+    args: rollout_map::MapArgs,
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the API server over the embedded store.
@@ -62,18 +73,26 @@ fn main() -> std::process::ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    // Installed as `kubectl-rolling_update`, ger is the kubectl plugin.
+    // Installed as `kubectl-rolling_update` or `kubectl-rollout_map`, ger is that kubectl plugin.
     let argv0 = std::env::args().next().unwrap_or_default();
-    let as_plugin = std::path::Path::new(&argv0)
+    let plugin = std::path::Path::new(&argv0)
         .file_name()
-        .is_some_and(|n| n.to_string_lossy().starts_with("kubectl-rolling_update"));
-    let cli = if as_plugin {
-        let args = std::env::args().skip(1);
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let rest = || std::env::args().skip(1);
+    let cli = if plugin.starts_with("kubectl-rolling_update") {
         let parsed = PluginCli::parse_from(
-            std::iter::once("kubectl rolling-update".to_string()).chain(args),
+            std::iter::once("kubectl rolling-update".to_string()).chain(rest()),
         );
         Cli {
             command: Command::RollingUpdate(parsed.args),
+        }
+    } else if plugin.starts_with("kubectl-rollout_map") {
+        let parsed = MapPluginCli::parse_from(
+            std::iter::once("kubectl rollout-map".to_string()).chain(rest()),
+        );
+        Cli {
+            command: Command::RolloutMap(parsed.args),
         }
     } else {
         Cli::parse()

@@ -567,7 +567,27 @@ fn rollout_map_draws_the_rollout() {
     g.wait_until(&["get", "ds", "daemset-nginx", "--no-headers"], 30, |o| {
         rows(o).first().is_some_and(|r| r[5] == "3")
     });
-    let out = map("ds/daemset-nginx");
+    // The same picture from kubectl, with ger on PATH as `kubectl-rollout_map`.
+    let bin = g.path("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_ger"), bin.join("kubectl-rollout_map")).unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = g.kubectl_with(
+        &["rollout-map", "ds/daemset-nginx", "--color", "never"],
+        None,
+        &[("PATH", path.as_str())],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(out, map("ds/daemset-nginx"));
     let lines: Vec<&str> = out.lines().collect();
     assert!(
         lines[0].starts_with("daemonset default/daemset-nginx: revision 1 ("),
