@@ -27,6 +27,7 @@ ROOTS = [
     "apps.v1.ControllerRevision", "apps.v1.DaemonSet", "apps.v1.Deployment",
     "apps.v1.ReplicaSet", "coordination.v1.Lease", "policy.v1.Eviction",
     "autoscaling.v1.Scale", "meta.v1.DeleteOptions",
+    "core.v1.ConfigMap", "core.v1.Secret", "core.v1.ServiceAccount",
 ]
 # Fields Go embeds with `json:",inline"`: their fields belong to the parent in JSON.
 INLINE = {

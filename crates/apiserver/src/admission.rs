@@ -1,6 +1,7 @@
 //! Defaulting and validation with kube-apiserver 1.32's defaults and error messages
 //! (`pkg/apis/{core,apps}/v1/defaults.go`, `pkg/apis/{core,apps}/validation`).
 
+use base64::Engine;
 use serde_json::{Map, Value, json};
 
 // ---------------------------------------------------------------------------------------
@@ -296,6 +297,28 @@ pub fn apply_defaults(kind: &str, obj: &mut Value) {
             default_field(spec, "finalizers", json!(["kubernetes"]));
             let status = obj_mut(obj, "status");
             default_field(status, "phase", json!("Active"));
+        }
+        "Secret" => {
+            // `stringData` is write-only: its entries land in `data`, encoded.
+            if let Some(Value::Object(plain)) =
+                obj.as_object_mut().and_then(|o| o.remove("stringData"))
+            {
+                let data = obj_mut(obj, "data");
+                for (k, v) in plain {
+                    let text = v.as_str().unwrap_or_default();
+                    data.insert(
+                        k,
+                        json!(base64::engine::general_purpose::STANDARD.encode(text)),
+                    );
+                }
+            }
+            if obj
+                .get("type")
+                .and_then(Value::as_str)
+                .is_none_or(str::is_empty)
+            {
+                obj["type"] = json!("Opaque");
+            }
         }
         "Node" => {
             if let Some(status) = obj.get_mut("status").and_then(Value::as_object_mut)
@@ -721,6 +744,8 @@ pub fn validate(kind: &str, obj: &Value, old: Option<&Value>) -> Vec<FieldError>
                 ));
             }
         }
+        "ConfigMap" => validate_config_map(obj, old, &mut errs),
+        "Secret" => validate_secret(obj, old, &mut errs),
         "Event" => {
             let ns = obj
                 .pointer("/metadata/namespace")
@@ -751,6 +776,167 @@ pub fn validate(kind: &str, obj: &Value, old: Option<&Value>) -> Vec<FieldError>
         ));
     }
     errs
+}
+
+/// ConfigMaps and Secrets hold at most 1 MiB (`MaxSecretSize`).
+const MAX_DATA_SIZE: usize = 1024 * 1024;
+
+/// `validation.IsConfigMapKey`.
+fn config_key_errors(key: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    if key.len() > 253 {
+        out.push("must be no more than 253 characters".to_string());
+    }
+    if key.is_empty()
+        || !key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+    {
+        out.push("a valid config key must consist of alphanumeric characters, '-', '_' or '.' (e.g. 'key.name',  or 'KEY_NAME',  or 'key-name', regex used for validation is '[-._a-zA-Z0-9]+')".to_string());
+    }
+    match key {
+        "." => out.push("must not be '.'".to_string()),
+        ".." => out.push("must not be '..'".to_string()),
+        k if k.starts_with("..") => out.push("must not start with '..'".to_string()),
+        _ => {}
+    }
+    out
+}
+
+fn entries(obj: &Value, field: &str) -> Vec<(String, usize)> {
+    obj.get(field)
+        .and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| (k.clone(), v.as_str().map_or(0, str::len)))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Once `immutable` is set, neither it nor the data may change.
+fn validate_immutable_data(
+    obj: &Value,
+    old: Option<&Value>,
+    fields: &[&str],
+    errs: &mut Vec<FieldError>,
+) {
+    let Some(old) = old.filter(|o| o.get("immutable") == Some(&json!(true))) else {
+        return;
+    };
+    const MSG: &str = "field is immutable when `immutable` is set";
+    if obj.get("immutable") != Some(&json!(true)) {
+        errs.push(FieldError::forbidden("immutable", MSG));
+    }
+    for f in fields {
+        let empty = |v: Option<&Value>| {
+            v.is_none_or(|v| v.is_null() || v.as_object().is_some_and(Map::is_empty))
+        };
+        let (a, b) = (obj.get(*f), old.get(*f));
+        if a != b && !(empty(a) && empty(b)) {
+            errs.push(FieldError::forbidden(f, MSG));
+        }
+    }
+}
+
+fn validate_config_map(obj: &Value, old: Option<&Value>, errs: &mut Vec<FieldError>) {
+    let data = entries(obj, "data");
+    let binary = entries(obj, "binaryData");
+    let mut total = 0;
+    for (field, mine, other, other_name) in [
+        ("data", &data, &binary, "binaryData"),
+        ("binaryData", &binary, &data, "data"),
+    ] {
+        for (key, len) in mine {
+            let path = format!("{field}[{key}]");
+            for msg in config_key_errors(key) {
+                errs.push(FieldError::invalid(&path, &json!(key), &msg));
+            }
+            if other.iter().any(|(k, _)| k == key) {
+                errs.push(FieldError::invalid(
+                    &path,
+                    &json!(key),
+                    &format!("duplicate of key present in {other_name}"),
+                ));
+            }
+            // binaryData travels base64-encoded: count what it decodes to.
+            total += if field == "binaryData" {
+                len / 4 * 3
+            } else {
+                *len
+            };
+        }
+    }
+    if total > MAX_DATA_SIZE {
+        errs.push(FieldError::new(
+            ErrorType::TooLong,
+            "[]",
+            None,
+            &format!("must have at most {MAX_DATA_SIZE} bytes"),
+        ));
+    }
+    validate_immutable_data(obj, old, &["data", "binaryData"], errs);
+}
+
+/// The keys a Secret of a given type must carry.
+fn required_secret_keys(ty: &str) -> &'static [&'static str] {
+    match ty {
+        "kubernetes.io/dockercfg" => &[".dockercfg"],
+        "kubernetes.io/dockerconfigjson" => &[".dockerconfigjson"],
+        "kubernetes.io/ssh-auth" => &["ssh-privatekey"],
+        "kubernetes.io/tls" => &["tls.crt", "tls.key"],
+        _ => &[],
+    }
+}
+
+fn validate_secret(obj: &Value, old: Option<&Value>, errs: &mut Vec<FieldError>) {
+    let data = entries(obj, "data");
+    let mut total = 0;
+    for (key, len) in &data {
+        for msg in config_key_errors(key) {
+            errs.push(FieldError::invalid(
+                &format!("data[{key}]"),
+                &json!(key),
+                &msg,
+            ));
+        }
+        total += len / 4 * 3;
+    }
+    if total > MAX_DATA_SIZE {
+        errs.push(FieldError::new(
+            ErrorType::TooLong,
+            "data",
+            None,
+            &format!("must have at most {MAX_DATA_SIZE} bytes"),
+        ));
+    }
+    let ty = obj.get("type").and_then(Value::as_str).unwrap_or("Opaque");
+    for key in required_secret_keys(ty) {
+        if !data.iter().any(|(k, _)| k == key) {
+            errs.push(FieldError::required(&format!("data[{key}]"), ""));
+        }
+    }
+    if ty == "kubernetes.io/service-account-token"
+        && obj
+            .pointer("/metadata/annotations/kubernetes.io~1service-account.name")
+            .is_none()
+    {
+        errs.push(FieldError::required(
+            "metadata.annotations[kubernetes.io/service-account.name]",
+            "",
+        ));
+    }
+    if let Some(old) = old {
+        let old_ty = old.get("type").and_then(Value::as_str).unwrap_or("Opaque");
+        if old_ty != ty {
+            errs.push(FieldError::invalid(
+                "type",
+                &json!(ty),
+                "field is immutable",
+            ));
+        }
+    }
+    validate_immutable_data(obj, old, &["data"], errs);
 }
 
 fn validate_node(obj: &Value, errs: &mut Vec<FieldError>) {
@@ -1358,6 +1544,85 @@ pub fn validate_status(kind: &str, obj: &Value, _old: &Value) -> Vec<FieldError>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn config_keys_sizes_and_immutability() {
+        let cm = json!({"metadata":{"name":"c"},"data":{"ok.key_1":"v","a b":"v","..x":"v","dup":"1"},
+            "binaryData":{"dup":"AA=="}});
+        let msgs = messages("ConfigMap", &cm);
+        assert!(
+            msgs.iter()
+                .any(|m| m.starts_with("data[a b]: Invalid value: \"a b\": a valid config key")),
+            "{msgs:?}"
+        );
+        assert!(
+            msgs.contains(
+                &"data[..x]: Invalid value: \"..x\": must not start with '..'".to_string()
+            ),
+            "{msgs:?}"
+        );
+        assert!(
+            msgs.contains(
+                &"data[dup]: Invalid value: \"dup\": duplicate of key present in binaryData"
+                    .to_string()
+            ),
+            "{msgs:?}"
+        );
+        assert!(
+            msgs.contains(
+                &"binaryData[dup]: Invalid value: \"dup\": duplicate of key present in data"
+                    .to_string()
+            ),
+            "{msgs:?}"
+        );
+        assert!(!msgs.iter().any(|m| m.contains("ok.key_1")), "{msgs:?}");
+        let big = json!({"metadata":{"name":"c"},"data":{"a":"x".repeat(MAX_DATA_SIZE + 1)}});
+        assert_eq!(
+            messages("ConfigMap", &big),
+            ["[]: Too long: must have at most 1048576 bytes"]
+        );
+        let frozen = json!({"metadata":{"name":"c"},"immutable":true,"data":{"a":"1"}});
+        let thawed = json!({"metadata":{"name":"c"},"data":{"a":"1"}});
+        let changed = json!({"metadata":{"name":"c"},"immutable":true,"data":{"a":"2"}});
+        let msgs = |new: &Value| -> Vec<String> {
+            validate("ConfigMap", new, Some(&frozen))
+                .iter()
+                .map(FieldError::message)
+                .collect()
+        };
+        assert!(msgs(&frozen).is_empty());
+        assert_eq!(
+            msgs(&thawed),
+            ["immutable: Forbidden: field is immutable when `immutable` is set"]
+        );
+        assert_eq!(
+            msgs(&changed),
+            ["data: Forbidden: field is immutable when `immutable` is set"]
+        );
+    }
+
+    #[test]
+    fn secrets_default_their_type_and_take_string_data() {
+        let mut s = json!({"metadata":{"name":"s"},"data":{"a":"YQ=="},"stringData":{"b":"hunter2","a":"x"}});
+        apply_defaults("Secret", &mut s);
+        assert_eq!(
+            s,
+            json!({"metadata":{"name":"s"},"type":"Opaque","data":{"a":"eA==","b":"aHVudGVyMg=="}})
+        );
+        assert!(messages("Secret", &s).is_empty());
+        let tls =
+            json!({"metadata":{"name":"s"},"type":"kubernetes.io/tls","data":{"tls.crt":"YQ=="}});
+        assert_eq!(messages("Secret", &tls), ["data[tls.key]: Required value"]);
+        let retyped = json!({"metadata":{"name":"s"},"type":"kubernetes.io/basic-auth","data":{}});
+        let errs: Vec<String> = validate("Secret", &retyped, Some(&s))
+            .iter()
+            .map(FieldError::message)
+            .collect();
+        assert_eq!(
+            errs,
+            ["type: Invalid value: \"kubernetes.io/basic-auth\": field is immutable"]
+        );
+    }
 
     fn deployment(spec: Value) -> Value {
         let mut d = json!({"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"web"},

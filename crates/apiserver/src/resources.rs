@@ -126,6 +126,16 @@ pub static RESOURCES: &[Resource] = &[
         ..res("", "Pod", "pods", "pod", true, &["po"])
     },
     res("", "Event", "events", "event", true, &["ev"]),
+    res("", "ConfigMap", "configmaps", "configmap", true, &["cm"]),
+    res("", "Secret", "secrets", "secret", true, &[]),
+    res(
+        "",
+        "ServiceAccount",
+        "serviceaccounts",
+        "serviceaccount",
+        true,
+        &["sa"],
+    ),
     Resource {
         subresources: &["scale", "status"],
         has_status: true,

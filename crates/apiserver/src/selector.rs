@@ -475,6 +475,7 @@ pub struct FieldSelector {
 /// Fields each resource can be selected by, besides metadata.name and metadata.namespace.
 fn selectable(resource: &str) -> &'static [&'static str] {
     match resource {
+        "secrets" => &["type"],
         "pods" => &[
             "spec.nodeName",
             "spec.restartPolicy",

@@ -298,6 +298,32 @@ pub fn column_definitions(plural: &str) -> Vec<Value> {
             col("Holder", "string", "The holder of the lease", 0),
             age(),
         ],
+        "configmaps" => vec![
+            name(),
+            col("Data", "string", "Data contains the configuration data.", 0),
+            age(),
+        ],
+        "secrets" => vec![
+            name(),
+            col(
+                "Type",
+                "string",
+                "Used to facilitate programmatic handling of secret data.",
+                0,
+            ),
+            col("Data", "string", "Data contains the secret data.", 0),
+            age(),
+        ],
+        "serviceaccounts" => vec![
+            name(),
+            col(
+                "Secrets",
+                "string",
+                "Secrets is a list of the secrets in the same namespace that pods running using this ServiceAccount are allowed to use.",
+                0,
+            ),
+            age(),
+        ],
         _ => vec![name(), age()],
     };
     // Every column shares one shape; keep the list stable for clients that index it.
@@ -499,7 +525,25 @@ pub fn row_cells(plural: &str, obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
         "events" => event_cells(obj, now),
         "namespaces" => vec![name, json!(s(obj, "/status/phase")), age],
         "leases" => vec![name, json!(s(obj, "/spec/holderIdentity")), age],
+        "configmaps" => {
+            let n = len_of(obj, "/data") + len_of(obj, "/binaryData");
+            vec![name, json!(n.to_string()), age]
+        }
+        "secrets" => {
+            let n = len_of(obj, "/data") + len_of(obj, "/stringData");
+            vec![name, json!(s(obj, "/type")), json!(n.to_string()), age]
+        }
+        "serviceaccounts" => vec![name, json!(len_of(obj, "/secrets").to_string()), age],
         _ => vec![name, age],
+    }
+}
+
+/// The number of entries of the map or list at `ptr`.
+fn len_of(obj: &Value, ptr: &str) -> usize {
+    match obj.pointer(ptr) {
+        Some(Value::Object(m)) => m.len(),
+        Some(Value::Array(a)) => a.len(),
+        _ => 0,
     }
 }
 
@@ -907,6 +951,9 @@ mod tests {
             "events",
             "namespaces",
             "leases",
+            "configmaps",
+            "secrets",
+            "serviceaccounts",
         ] {
             assert_eq!(
                 row_cells(plural, &json!({}), now).len(),

@@ -8,7 +8,9 @@ use std::sync::Arc;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet, Deployment, ReplicaSet};
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Container, Node, Pod, ReplicationController};
+use k8s_openapi::api::core::v1::{
+    Container, Namespace, Node, Pod, ReplicationController, ServiceAccount,
+};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::Api;
 use kube::runtime::WatchStreamExt;
@@ -117,6 +119,8 @@ impl Compact for Deployment {}
 impl Compact for DaemonSet {}
 impl Compact for ControllerRevision {}
 impl Compact for Lease {}
+impl Compact for Namespace {}
+impl Compact for ServiceAccount {}
 
 pub struct Informer<K> {
     state: RwLock<Indexed<K>>,

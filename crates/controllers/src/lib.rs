@@ -17,13 +17,14 @@ pub mod queue;
 pub mod ranking;
 pub mod replicaset;
 pub mod scheduler;
+pub mod serviceaccounts;
 pub mod tainteviction;
 
 use std::sync::Arc;
 
 use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet, Deployment, ReplicaSet};
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Node, Pod, ReplicationController};
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod, ReplicationController, ServiceAccount};
 use kube::Client;
 use kube::api::Api;
 use tokio::task::JoinSet;
@@ -44,6 +45,8 @@ pub struct Informers {
     pub revisions: Arc<Informer<ControllerRevision>>,
     /// Node heartbeats (`kube-node-lease` only).
     pub leases: Arc<Informer<Lease>>,
+    pub namespaces: Arc<Informer<Namespace>>,
+    pub serviceaccounts: Arc<Informer<ServiceAccount>>,
 }
 
 impl Informers {
@@ -70,6 +73,8 @@ impl Informers {
                 ("controller", controller_uid_index::<ControllerRevision>),
             ]),
             leases: Informer::new(Vec::new()),
+            namespaces: Informer::new(Vec::new()),
+            serviceaccounts: Informer::new(Vec::new()),
         }
     }
 }
@@ -134,8 +139,14 @@ pub fn start(
         inf.pods.clone(),
     );
     let taints = tainteviction::TaintEviction::new(client.clone(), inf.pods.clone(), &inf.nodes);
+    let accounts = serviceaccounts::ServiceAccounts::new(
+        client.clone(),
+        &inf.namespaces,
+        &inf.serviceaccounts,
+    );
     let mut set = JoinSet::new();
     set.spawn(lifecycle.run(stop.clone()));
+    set.spawn(accounts.run(stop.clone()));
     set.spawn(taints.run(stop.clone()));
     set.spawn(podgc.run(stop.clone()));
     set.spawn(daemonsets.run(WORKERS, stop.clone()));
@@ -165,6 +176,16 @@ pub fn start(
             .run(Api::all(c.clone()), stop.clone()),
     );
     set.spawn(inf.revisions.clone().run(Api::all(c.clone()), stop.clone()));
+    set.spawn(
+        inf.namespaces
+            .clone()
+            .run(Api::all(c.clone()), stop.clone()),
+    );
+    set.spawn(
+        inf.serviceaccounts
+            .clone()
+            .run(Api::all(c.clone()), stop.clone()),
+    );
     set.spawn(inf.leases.clone().run(
         Api::namespaced(c.clone(), nodelifecycle::LEASE_NAMESPACE),
         stop,

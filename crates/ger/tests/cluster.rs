@@ -464,6 +464,14 @@ fn imperative_commands_speak_protobuf() {
         ok(&["get", "ns", "team-a", "-o", "jsonpath={.status.phase}"]),
         "Active"
     );
+    // Every namespace gets its `default` ServiceAccount, made again when deleted.
+    g.wait_until(&["get", "sa", "-n", "team-a", "-o", "name"], 10, |o| {
+        o.trim() == "serviceaccount/default"
+    });
+    g.ok(&["delete", "sa", "default", "-n", "team-a"]);
+    g.wait_until(&["get", "sa", "-n", "team-a", "-o", "name"], 10, |o| {
+        o.trim() == "serviceaccount/default"
+    });
     assert_eq!(
         ok(&[
             "create",

@@ -47,6 +47,9 @@ fn api_resources_lists_every_served_resource() {
         &["nodes", "no", "v1", "false", "Node"],
         &["pods", "po", "v1", "true", "Pod"],
         &["events", "ev", "v1", "true", "Event"],
+        &["configmaps", "cm", "v1", "true", "ConfigMap"],
+        &["secrets", "v1", "true", "Secret"],
+        &["serviceaccounts", "sa", "v1", "true", "ServiceAccount"],
         &[
             "replicationcontrollers",
             "rc",
@@ -846,4 +849,106 @@ fn explain_reads_the_served_schemas() {
         .trim(),
         "myapp sidecar"
     );
+}
+
+/// ConfigMaps, Secrets and ServiceAccounts: what an agent's manifest brings along.
+#[test]
+fn configmaps_secrets_and_service_accounts() {
+    let Some(g) = ger() else { return };
+    let ok = |args: &[&str]| g.ok(args).trim().to_string();
+    assert_eq!(
+        ok(&[
+            "create",
+            "configmap",
+            "agent-config",
+            "--from-literal=level=debug",
+            "--from-literal=out=stdout"
+        ]),
+        "configmap/agent-config created"
+    );
+    assert_eq!(
+        ok(&[
+            "create",
+            "secret",
+            "generic",
+            "token",
+            "--from-literal=token=abc"
+        ]),
+        "secret/token created"
+    );
+    assert_eq!(
+        ok(&["create", "serviceaccount", "agent"]),
+        "serviceaccount/agent created"
+    );
+    let manifest = g.path("bundle.yaml");
+    std::fs::write(
+        &manifest,
+        "apiVersion: v1\nkind: Secret\nmetadata: {name: s2}\nstringData: {password: hunter2}\n---\n\
+         apiVersion: v1\nkind: ConfigMap\nmetadata: {name: frozen}\nimmutable: true\ndata: {a: \"1\"}\n",
+    )
+    .unwrap();
+    g.ok(&["apply", "-f", manifest.to_str().unwrap()]);
+    let table = g.ok(&["get", "cm,secret,sa", "--no-headers"]);
+    let rows: Vec<Vec<&str>> = table
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert!(
+        rows.iter()
+            .any(|r| r[..2] == ["configmap/agent-config", "2"]),
+        "{table}"
+    );
+    assert!(
+        rows.iter().any(|r| r[..3] == ["secret/s2", "Opaque", "1"]),
+        "{table}"
+    );
+    assert!(
+        rows.iter().any(|r| r[..2] == ["serviceaccount/agent", "0"]),
+        "{table}"
+    );
+    // stringData is written into data, encoded, and not kept.
+    assert_eq!(
+        ok(&[
+            "get",
+            "secret",
+            "s2",
+            "-o",
+            "jsonpath={.type} {.data.password} {.stringData}"
+        ]),
+        "Opaque aHVudGVyMg=="
+    );
+    assert_eq!(
+        ok(&["get", "cm", "agent-config", "-o", "jsonpath={.data.level}"]),
+        "debug"
+    );
+    let err = g.fails(&["patch", "cm", "frozen", "-p", r#"{"data":{"a":"2"}}"#]);
+    assert!(
+        err.contains("The ConfigMap \"frozen\" is invalid: data: Forbidden: field is immutable when `immutable` is set"),
+        "{err}"
+    );
+    let big = g.path("big");
+    std::fs::write(&big, vec![b'a'; 1_100_000]).unwrap();
+    let err = g.fails(&[
+        "create",
+        "configmap",
+        "big",
+        &format!("--from-file={}", big.display()),
+    ]);
+    assert!(
+        err.contains("ConfigMap \"big\" is invalid: []: Too long: must have at most 1048576 bytes"),
+        "{err}"
+    );
+    let tls = g.path("tls.yaml");
+    std::fs::write(&tls, "apiVersion: v1\nkind: Secret\nmetadata: {name: cert}\ntype: kubernetes.io/tls\ndata: {tls.crt: YQ==}\n").unwrap();
+    let err = g.fails(&["apply", "-f", tls.to_str().unwrap()]);
+    assert!(err.contains("data[tls.key]: Required value"), "{err}");
+    let sel = ok(&[
+        "get",
+        "secrets",
+        "--field-selector",
+        "type=Opaque",
+        "-o",
+        "name",
+    ]);
+    assert_eq!(sel, "secret/s2\nsecret/token");
 }

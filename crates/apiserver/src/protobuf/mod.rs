@@ -43,6 +43,7 @@ pub const POINTER_FIELDS: &[&str] = &[
     "hostProcess",
     "hostUsers",
     "ignoreStoreReadErrorWithClusterBreakingPotential",
+    "immutable",
     "leaseDurationSeconds",
     "leaseTransitions",
     "lun",
