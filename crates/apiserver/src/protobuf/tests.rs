@@ -70,7 +70,7 @@ fn schema_resolves_every_message_it_names() {
     ] {
         assert_eq!(s.message_for(av, kind), Some(msg));
     }
-    assert_eq!(s.message_for("v1", "ConfigMap"), None);
+    assert_eq!(s.message_for("v1", "Service"), None);
 }
 
 #[test]
@@ -246,8 +246,8 @@ fn bad_bodies_are_errors_not_panics() {
         let _ = to_json(&good[..cut]);
     }
     assert!(to_json(&good[..good.len() - 1]).is_err());
-    let e = to_json(&envelope("v1", "ConfigMap", W::default())).unwrap_err();
-    assert!(e.to_string().contains("ConfigMap"), "{e}");
+    let e = to_json(&envelope("v1", "Service", W::default())).unwrap_err();
+    assert!(e.to_string().contains("Service"), "{e}");
     let bad_utf8 = envelope(
         "v1",
         "Namespace",
