@@ -130,13 +130,22 @@ pub struct ControllersArgs {
     pub fleet: FleetArgs,
 }
 
-/// A client for the API server a kubeconfig file names.
-pub async fn client_for(path: &std::path::Path) -> Result<kube::Client, String> {
+/// The client configuration a kubeconfig file gives, or, without one, what `KUBECONFIG`,
+/// `~/.kube/config` or the in-cluster environment give (kubectl's order).
+pub async fn config_for(path: Option<&std::path::Path>) -> Result<kube::Config, String> {
+    let Some(path) = path else {
+        return kube::Config::infer().await.map_err(|e| e.to_string());
+    };
     let kubeconfig = kube::config::Kubeconfig::read_from(path)
         .map_err(|e| format!("reading {}: {e}", path.display()))?;
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+    kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
         .await
-        .map_err(|e| format!("{}: {e}", path.display()))?;
+        .map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// A client for the API server a kubeconfig file names.
+pub async fn client_for(path: &std::path::Path) -> Result<kube::Client, String> {
+    let config = config_for(Some(path)).await?;
     kube::Client::try_from(config).map_err(|e| e.to_string())
 }
 

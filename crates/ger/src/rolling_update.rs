@@ -564,15 +564,7 @@ pub async fn run(args: RollingUpdateArgs) -> Result<(), String> {
         }
     }
     let format = Format::parse(args.output.as_deref())?;
-    let config = match &args.kubeconfig {
-        Some(path) => {
-            let kc = kube::config::Kubeconfig::read_from(path).map_err(|e| e.to_string())?;
-            kube::Config::from_custom_kubeconfig(kc, &Default::default())
-                .await
-                .map_err(|e| e.to_string())?
-        }
-        None => kube::Config::infer().await.map_err(|e| e.to_string())?,
-    };
+    let config = crate::cluster::config_for(args.kubeconfig.as_deref()).await?;
     let namespace = args
         .namespace
         .clone()

@@ -359,15 +359,7 @@ pub async fn run(args: MapArgs) -> Result<(), String> {
             ));
         }
     };
-    let config = match &args.kubeconfig {
-        Some(path) => {
-            let kc = kube::config::Kubeconfig::read_from(path).map_err(|e| e.to_string())?;
-            kube::Config::from_custom_kubeconfig(kc, &Default::default())
-                .await
-                .map_err(|e| e.to_string())?
-        }
-        None => kube::Config::infer().await.map_err(|e| e.to_string())?,
-    };
+    let config = crate::cluster::config_for(args.kubeconfig.as_deref()).await?;
     let ns = args
         .namespace
         .clone()
