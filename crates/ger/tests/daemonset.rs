@@ -273,10 +273,11 @@ fn surge_keeps_the_old_pod_until_the_new_one_is_ready() {
         return;
     };
     g.ok(&["apply", "-f", &fixture("daemonset-demo.yaml")]);
+    // Every pod Ready first: the samples below hold the rollout to that.
     g.wait_until(
         &["get", "pods", "-l", "app=daem-nginx", "--no-headers"],
         30,
-        |o| rows(o).len() == 3,
+        |o| rows(o).len() == 3 && rows(o).iter().all(|r| r[1] == "1/1"),
     );
     g.ok(&[
         "patch",
