@@ -65,6 +65,10 @@ enum Command {
     Ota(ota::OtaArgs),
 }
 
+/// mimalloc: the controllers and the API server allocate many small, short-lived objects.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(

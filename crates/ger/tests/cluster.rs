@@ -154,7 +154,8 @@ fn replicaset_walkthrough() {
 
 #[test]
 fn foreground_deletion_waits_for_dependents() {
-    let Some(g) = common::cluster(&[]) else {
+    // Pods take a few seconds to stop, so the owner is seen waiting for them.
+    let Some(g) = common::cluster(&["--max-grace-seconds", "5"]) else {
         return;
     };
     g.ok(&["apply", "-f", &fixture("rs-demo.yaml")]);
