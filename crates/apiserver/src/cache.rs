@@ -141,6 +141,11 @@ impl Cached {
         v
     }
 
+    /// The object as a typed value (without its resourceVersion), if it decodes as one.
+    pub fn decode<T: serde::de::DeserializeOwned>(&self) -> Option<T> {
+        serde_json::from_slice(&self.raw).ok()
+    }
+
     pub fn labels(&self) -> Option<&Value> {
         self.labels.as_ref()
     }

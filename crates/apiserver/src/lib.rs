@@ -236,15 +236,33 @@ async fn metrics_text(State(st): State<ApiState>) -> Response {
         .iter()
         .map(|r| (r.plural, st.cache.resource(r).read().objects.len()))
         .collect();
-    let text = st
+    let mut text = st
         .metrics
         .render(st.cache.store().current_revision(), &objects);
+    text.push_str(&metrics::render_cluster(&cluster_state(&st)));
     let mut resp = (StatusCode::OK, text).into_response();
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; version=0.0.4"),
     );
     resp
+}
+
+/// The DaemonSets, Deployments and Nodes in the watch cache, decoded.
+fn cluster_state(st: &ApiState) -> metrics::ClusterState {
+    fn all<T: serde::de::DeserializeOwned>(st: &ApiState, group: &str, plural: &str) -> Vec<T> {
+        let Some(res) = resources::find(group, "v1", plural) else {
+            return Vec::new();
+        };
+        let cache = st.cache.resource(res);
+        let objects: Vec<_> = cache.read().objects.values().cloned().collect();
+        objects.iter().filter_map(|c| c.decode()).collect()
+    }
+    metrics::ClusterState {
+        daemonsets: all(st, "apps", "daemonsets"),
+        deployments: all(st, "apps", "deployments"),
+        nodes: all(st, "", "nodes"),
+    }
 }
 
 async fn group_doc(Path(group): Path<String>) -> Response {
@@ -372,8 +390,11 @@ async fn serve(
         body,
         user,
     };
+    let started = std::time::Instant::now();
     let resp = rest::handle(&st, req).await;
     st.metrics
         .record(&verb, res.group, res.plural, resp.status().as_u16());
+    st.metrics
+        .observe(&verb, res.group, res.plural, started.elapsed());
     resp
 }

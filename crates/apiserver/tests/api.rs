@@ -455,6 +455,8 @@ async fn metrics_count_requests() {
         "apiserver_request_total{verb=\"GET\",group=\"apps\",resource=\"replicasets\",code=\"200\"} 1",
         "apiserver_request_total{verb=\"GET\",group=\"apps\",resource=\"replicasets\",code=\"404\"} 1",
         "apiserver_storage_objects{resource=\"replicasets\"} 1",
+        "apiserver_request_duration_seconds_count{verb=\"GET\",group=\"apps\",resource=\"replicasets\"} 2",
+        "apiserver_request_duration_seconds_bucket{verb=\"POST\",group=\"apps\",resource=\"replicasets\",le=\"+Inf\"} 1",
     ] {
         assert!(text.contains(line), "missing {line} in\n{text}");
     }

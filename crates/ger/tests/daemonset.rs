@@ -539,7 +539,7 @@ fn orphaned_pods_are_adopted_again() {
 
 /// `ger rollout-map` draws a DaemonSet one cell per node, a Deployment one per pod.
 #[test]
-fn rollout_map_draws_the_rollout() {
+fn rollout_map_and_metrics_show_the_rollout() {
     let Some(g) = common::cluster(&[]) else {
         return;
     };
@@ -634,6 +634,18 @@ fn rollout_map_draws_the_rollout() {
         .find(|o| o.lines().nth(1) == Some("o#o"))
         .unwrap_or_default();
     assert_eq!(out.lines().nth(2), Some("# updated 1  o old 2"), "{out}");
+    // The same numbers for Prometheus, under kube-state-metrics' names.
+    let metrics = g.ok(&["get", "--raw", "/metrics"]);
+    for line in [
+        "kube_daemonset_status_desired_number_scheduled{namespace=\"default\",daemonset=\"daemset-nginx\"} 3",
+        "kube_daemonset_status_updated_number_scheduled{namespace=\"default\",daemonset=\"daemset-nginx\"} 1",
+        "kube_daemonset_metadata_generation{namespace=\"default\",daemonset=\"daemset-nginx\"} 2",
+        "kube_node_status_condition{node=\"node-1\",condition=\"Ready\",status=\"true\"} 1",
+        "kube_node_status_condition{node=\"node-1\",condition=\"Ready\",status=\"false\"} 0",
+        "kube_node_spec_unschedulable{node=\"node-2\"} 0",
+    ] {
+        assert!(metrics.contains(line), "no {line} in\n{metrics}");
+    }
     // A Deployment: updated pods first.
     g.ok(&["apply", "-f", &fixture("deploy-demo.yaml")]);
     g.wait_until(&["get", "deploy", "deploy-demo", "--no-headers"], 30, |o| {
@@ -648,6 +660,14 @@ fn rollout_map_draws_the_rollout() {
         out.contains("\n##\n# updated 2\nrollout complete\n"),
         "{out}"
     );
+    let metrics = g.ok(&["get", "--raw", "/metrics"]);
+    for line in [
+        "kube_deployment_spec_replicas{namespace=\"default\",deployment=\"deploy-demo\"} 2",
+        "kube_deployment_status_replicas_available{namespace=\"default\",deployment=\"deploy-demo\"} 2",
+        "kube_deployment_status_condition{namespace=\"default\",deployment=\"deploy-demo\",condition=\"Available\",status=\"true\"} 1",
+    ] {
+        assert!(metrics.contains(line), "no {line} in\n{metrics}");
+    }
     let err = std::process::Command::new(env!("CARGO_BIN_EXE_ger"))
         .args(["rollout-map", "pods/x", "--kubeconfig"])
         .arg(&g.kubeconfig)
