@@ -51,7 +51,7 @@ impl FieldError {
         Self::new(ErrorType::Required, field, None, detail)
     }
 
-    fn forbidden(field: &str, detail: &str) -> Self {
+    pub fn forbidden(field: &str, detail: &str) -> Self {
         Self::new(ErrorType::Forbidden, field, None, detail)
     }
 

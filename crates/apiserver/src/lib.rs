@@ -15,6 +15,7 @@ pub mod admission;
 pub mod auth;
 pub mod cache;
 pub mod errors;
+pub mod logs;
 pub mod metrics;
 pub mod object;
 pub mod openapi;

@@ -13,7 +13,7 @@ pub struct Resource {
     pub namespaced: bool,
     pub short_names: &'static [&'static str],
     pub all_category: bool,
-    /// Served subresources: "status", "scale", "binding", "eviction".
+    /// Served subresources: "status", "scale", "binding", "eviction", "log".
     pub subresources: &'static [&'static str],
     /// Generation is set to 1 on create and bumped on spec changes.
     pub has_generation: bool,
@@ -120,7 +120,7 @@ pub static RESOURCES: &[Resource] = &[
         ..res("", "Node", "nodes", "node", false, &["no"])
     },
     Resource {
-        subresources: &["binding", "eviction", "status"],
+        subresources: &["binding", "eviction", "log", "status"],
         has_status: true,
         all_category: true,
         ..res("", "Pod", "pods", "pod", true, &["po"])
@@ -228,6 +228,7 @@ fn sub_kind(res: &Resource, sub: &str) -> (&'static str, &'static str, &'static 
 fn sub_verbs(sub: &str) -> Vec<&'static str> {
     match sub {
         "binding" | "eviction" => vec!["create"],
+        "log" => vec!["get"],
         _ => vec!["get", "patch", "update"],
     }
 }

@@ -41,7 +41,7 @@ pub struct Request<'a> {
 }
 
 impl Request<'_> {
-    fn q(&self, k: &str) -> Option<&str> {
+    pub(crate) fn q(&self, k: &str) -> Option<&str> {
         self.query
             .get(k)
             .map(String::as_str)
@@ -88,6 +88,7 @@ async fn route(st: &ApiState, req: &Request<'_>) -> ApiResult<Response> {
                 Vec::new(),
             ))
         }
+        (&Method::GET, Some(name), Some("log")) => crate::logs::pod_log(st, req, name).await,
         (&Method::GET, Some(name), None | Some("status")) => {
             let obj = get_current(st, req, name).await?;
             object_response(req, StatusCode::OK, &obj, Vec::new())

@@ -621,3 +621,109 @@ fn no_execute_taints_evict() {
     let left = g.ok(&["get", "pods", "--no-headers"]);
     assert_eq!(names(&left), ["stubborn", "waiting"], "{left}");
 }
+
+#[test]
+fn logs_tell_what_the_runtime_did() {
+    let Some(g) = common::cluster(&[]) else {
+        return;
+    };
+    g.ok(&[
+        "run",
+        "once",
+        "--image=busybox",
+        "--restart=Never",
+        "--",
+        "sh",
+        "-c",
+        "exit 0",
+    ]);
+    g.ok(&[
+        "run",
+        "crash",
+        "--image=busybox",
+        "--",
+        "sh",
+        "-c",
+        "sleep 1; exit 3",
+    ]);
+    g.ok(&["run", "web", "--image=nginx:1.25"]);
+    g.wait_until(
+        &["get", "pod", "once", "-o", "jsonpath={.status.phase}"],
+        30,
+        |o| o == "Succeeded",
+    );
+    let out = g.ok(&["logs", "once"]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    assert!(
+        lines[0]
+            .starts_with("ger: simulated container once started from image busybox on node node-")
+            && lines[0].ends_with(" (restart 0)"),
+        "{out}"
+    );
+    assert_eq!(
+        lines[1],
+        "ger: container once exited with code 0 (Completed)"
+    );
+    let stamped = g.ok(&["logs", "once", "--timestamps", "--tail=1"]);
+    assert!(
+        stamped.len() > 31
+            && stamped.as_bytes()[10] == b'T'
+            && stamped[..31].ends_with("Z ")
+            && stamped.ends_with(" exited with code 0 (Completed)\n"),
+        "{stamped}"
+    );
+    // A crash-looping container: its previous instance.
+    g.wait_until(
+        &[
+            "get",
+            "pod",
+            "crash",
+            "-o",
+            "jsonpath={.status.containerStatuses[0].restartCount}",
+        ],
+        30,
+        |o| o.parse::<i32>().is_ok_and(|n| n >= 1),
+    );
+    assert_eq!(
+        g.ok(&["logs", "crash", "--previous", "--tail=1"]),
+        "ger: container crash exited with code 3 (Error)\n"
+    );
+    assert!(
+        g.fails(&["logs", "crash", "-c", "other"])
+            .contains("container other is not valid for pod crash"),
+    );
+    // -f follows a running container until it ends (here: its pod goes away).
+    g.wait_until(
+        &["get", "pod", "web", "-o", "jsonpath={.status.phase}"],
+        30,
+        |o| o == "Running",
+    );
+    std::thread::scope(|s| {
+        let follow = s.spawn(|| g.ok(&["logs", "-f", "web"]));
+        std::thread::sleep(std::time::Duration::from_secs(2));
+        assert!(
+            !follow.is_finished(),
+            "logs -f returned while the container runs"
+        );
+        g.ok(&["delete", "pod", "web", "--wait=false"]);
+        let out = follow.join().unwrap();
+        assert!(
+            out.starts_with("ger: simulated container web started from image nginx:1.25")
+                && out.lines().count() == 1,
+            "{out}"
+        );
+    });
+    // A pod no node takes.
+    g.ok(&[
+        "run",
+        "unplaced",
+        "--image=busybox",
+        "--overrides",
+        r#"{"spec":{"nodeSelector":{"disk":"none"}}}"#,
+    ]);
+    assert!(
+        g.fails(&["logs", "unplaced"])
+            .contains("pod unplaced does not have a host assigned"),
+    );
+}
