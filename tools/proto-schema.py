@@ -20,6 +20,8 @@ FILES = [
     "api/coordination/v1",
     "api/policy/v1",
     "api/autoscaling/v1",
+    "api/authentication/v1",
+    "api/authorization/v1",
 ]
 ROOTS = [
     "core.v1.Namespace", "core.v1.Node", "core.v1.Pod", "core.v1.Event",
@@ -28,6 +30,8 @@ ROOTS = [
     "apps.v1.ReplicaSet", "coordination.v1.Lease", "policy.v1.Eviction",
     "autoscaling.v1.Scale", "meta.v1.DeleteOptions",
     "core.v1.ConfigMap", "core.v1.Secret", "core.v1.ServiceAccount",
+    "authentication.v1.SelfSubjectReview", "authorization.v1.SelfSubjectAccessReview",
+    "authorization.v1.SelfSubjectRulesReview",
 ]
 # Fields Go embeds with `json:",inline"`: their fields belong to the parent in JSON.
 INLINE = {

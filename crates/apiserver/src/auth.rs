@@ -123,53 +123,82 @@ fn body_name(req: &Request<'_>) -> Option<String> {
     v["metadata"]["name"].as_str().map(String::from)
 }
 
-fn pinned(req: &Request<'_>, field: &str) -> Option<String> {
-    let sel = req.query.get("fieldSelector")?;
-    FieldSelector::parse(sel)
-        .ok()?
-        .pinned(field)
-        .map(String::from)
+/// What a request asks to do, as an authorizer sees it (`authorizer.Attributes`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Attributes {
+    pub verb: String,
+    pub group: String,
+    pub resource: String,
+    pub subresource: String,
+    pub namespace: String,
+    pub name: String,
+    /// The field selector of a list or watch, raw.
+    pub field_selector: String,
 }
 
-/// Whether `user` may make `req`; a 403 Status when not.
-pub async fn authorize(st: &ApiState, req: &Request<'_>, user: &User) -> ApiResult<()> {
-    let User::Node(node) = user else {
-        return Ok(());
+impl Attributes {
+    fn of(req: &Request<'_>) -> Self {
+        let verb = verb(req);
+        let name = match (verb, &req.name) {
+            (_, Some(n)) => n.clone(),
+            ("create", None) => body_name(req).unwrap_or_default(),
+            _ => String::new(),
+        };
+        Attributes {
+            verb: verb.to_string(),
+            group: req.res.group.to_string(),
+            resource: req.res.plural.to_string(),
+            subresource: req.sub.clone().unwrap_or_default(),
+            namespace: req.namespace.clone().unwrap_or_default(),
+            name,
+            field_selector: req.query.get("fieldSelector").cloned().unwrap_or_default(),
+        }
+    }
+
+    fn pinned(&self, field: &str) -> Option<String> {
+        FieldSelector::parse(&self.field_selector)
+            .ok()?
+            .pinned(field)
+            .map(String::from)
+    }
+}
+
+/// The node confinement (the Node authorizer and NodeRestriction): `Ok` when `node` may do
+/// what `a` asks, else why not.
+pub fn node_decision(st: &ApiState, node: &str, a: &Attributes) -> Result<(), String> {
+    let no_relation = || {
+        Err(format!(
+            "node '{node}' has no relationship with this object"
+        ))
     };
-    let verb = verb(req);
-    let name = req.name.as_deref();
-    let sub = req.sub.as_deref();
-    let allowed = match (req.res.group, req.res.plural) {
+    let own_name = a.name == node;
+    let verb = a.verb.as_str();
+    let allowed = match (a.group.as_str(), a.resource.as_str()) {
         ("", "nodes") => match verb {
-            "get" | "update" | "patch" => name == Some(node.as_str()) && sub != Some("proxy"),
-            "create" => body_name(req).as_deref() == Some(node.as_str()),
-            "list" | "watch" => pinned(req, "metadata.name").as_deref() == Some(node.as_str()),
+            "get" | "update" | "patch" | "create" => own_name && a.subresource != "proxy",
+            "list" | "watch" => a.pinned("metadata.name").as_deref() == Some(node),
             _ => false,
         },
         ("coordination.k8s.io", "leases") => {
-            req.namespace.as_deref() == Some(NODE_LEASE_NAMESPACE)
-                && match verb {
-                    "get" | "update" | "patch" => name == Some(node.as_str()),
-                    "create" => body_name(req).as_deref() == Some(node.as_str()),
-                    _ => false,
-                }
+            a.namespace == NODE_LEASE_NAMESPACE
+                && matches!(verb, "get" | "update" | "patch" | "create")
+                && own_name
         }
         ("", "pods") => match verb {
-            "list" | "watch" => pinned(req, "spec.nodeName").as_deref() == Some(node.as_str()),
+            "list" | "watch" => a.pinned("spec.nodeName").as_deref() == Some(node),
             "get" | "delete" | "update" | "patch" => {
-                let writes_spec = matches!(verb, "update" | "patch") && sub != Some("status");
-                let Some(name) = name.filter(|_| !writes_spec) else {
-                    return Err(forbidden(
-                        req,
-                        user,
-                        verb,
-                        "a node may only write the status of its pods",
-                    ));
+                let writes_spec = matches!(verb, "update" | "patch") && a.subresource != "status";
+                if writes_spec || a.name.is_empty() {
+                    return Err("a node may only write the status of its pods".into());
+                }
+                let Some(res) = crate::resources::find("", "v1", "pods") else {
+                    return no_relation();
                 };
-                match current(st, req.res, req.namespace.as_deref(), name) {
+                let ns = (!a.namespace.is_empty()).then_some(a.namespace.as_str());
+                match current(st, res, ns, &a.name) {
                     // A pod that is not there gets its 404 from the handler.
                     Err(_) => true,
-                    Ok(pod) => pod["spec"]["nodeName"].as_str() == Some(node.as_str()),
+                    Ok(pod) => pod["spec"]["nodeName"].as_str() == Some(node),
                 }
             }
             _ => false,
@@ -177,18 +206,22 @@ pub async fn authorize(st: &ApiState, req: &Request<'_>, user: &User) -> ApiResu
         ("", "events") | ("events.k8s.io", "events") => {
             matches!(verb, "create" | "update" | "patch")
         }
+        ("authentication.k8s.io", "selfsubjectreviews")
+        | ("authorization.k8s.io", "selfsubjectaccessreviews" | "selfsubjectrulesreviews") => {
+            verb == "create"
+        }
         _ => false,
     };
-    if allowed {
-        Ok(())
-    } else {
-        Err(forbidden(
-            req,
-            user,
-            verb,
-            &format!("node '{node}' has no relationship with this object"),
-        ))
-    }
+    if allowed { Ok(()) } else { no_relation() }
+}
+
+/// Whether `user` may make `req`; a 403 Status when not.
+pub async fn authorize(st: &ApiState, req: &Request<'_>, user: &User) -> ApiResult<()> {
+    let User::Node(node) = user else {
+        return Ok(());
+    };
+    let a = Attributes::of(req);
+    node_decision(st, node, &a).map_err(|why| forbidden(req, user, &a.verb, &why))
 }
 
 #[cfg(test)]

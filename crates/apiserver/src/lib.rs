@@ -23,6 +23,7 @@ pub mod patch;
 pub mod protobuf;
 pub mod resources;
 pub mod rest;
+pub mod reviews;
 pub mod selector;
 pub mod table;
 pub mod typed;
@@ -267,7 +268,7 @@ fn cluster_state(st: &ApiState) -> metrics::ClusterState {
 }
 
 async fn group_doc(Path(group): Path<String>) -> Response {
-    if resources::GROUPS.contains(&group.as_str()) {
+    if resources::GROUPS.contains(&group.as_str()) || reviews::GROUPS.contains(&group.as_str()) {
         json_ok(resources::api_group(&group))
     } else {
         ApiError::no_route().into_response()
@@ -319,6 +320,30 @@ async fn group_api(
     .await
 }
 
+/// A request body, read up to the size limit; a protobuf body (not a patch) as JSON.
+async fn json_body(
+    method: &Method,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<axum::body::Bytes, ApiError> {
+    let body = axum::body::to_bytes(body, MAX_BODY)
+        .await
+        .map_err(|_| ApiError::too_large())?;
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    if method == Method::PATCH || body.is_empty() || !protobuf::is_protobuf(content_type) {
+        return Ok(body);
+    }
+    match protobuf::to_json(&body) {
+        Ok(v) => Ok(v.to_string().into()),
+        Err(e) => Err(ApiError::bad_request(format!(
+            "the body of the request could not be decoded as application/vnd.kubernetes.protobuf: {e}"
+        ))),
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn serve(
     st: ApiState,
@@ -331,6 +356,22 @@ async fn serve(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
+    if let Some(res) = reviews::find(group, version, rest) {
+        let resp = match json_body(&method, &headers, body).await {
+            Ok(b) => match reviews::handle(&st, &user, res, &method, &b).await {
+                Ok(r) => r,
+                Err(e) => e.into_response(),
+            },
+            Err(e) => e.into_response(),
+        };
+        st.metrics.record(
+            method.as_str(),
+            res.group,
+            res.plural,
+            resp.status().as_u16(),
+        );
+        return resp;
+    }
     let segs: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
     let namespaced = segs.len() >= 3
         && segs[0] == "namespaces"
@@ -352,25 +393,10 @@ async fn serve(
     if res.namespaced && namespace.is_none() && name.is_some() {
         return ApiError::no_route().into_response();
     }
-    let mut body = match axum::body::to_bytes(body, MAX_BODY).await {
+    let body = match json_body(&method, &headers, body).await {
         Ok(b) => b,
-        Err(_) => return ApiError::too_large().into_response(),
+        Err(e) => return e.into_response(),
     };
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
-    if method != Method::PATCH && !body.is_empty() && protobuf::is_protobuf(content_type) {
-        body = match protobuf::to_json(&body) {
-            Ok(v) => v.to_string().into(),
-            Err(e) => {
-                return ApiError::bad_request(format!(
-                    "the body of the request could not be decoded as application/vnd.kubernetes.protobuf: {e}"
-                ))
-                .into_response();
-            }
-        };
-    }
     let verb = match (&method, name.is_some()) {
         (&Method::GET, false) if query.get("watch").is_some_and(|w| w == "true" || w == "1") => {
             "WATCH"

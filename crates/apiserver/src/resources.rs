@@ -265,7 +265,9 @@ pub fn api_versions() -> Value {
 }
 
 pub fn api_group_list() -> Value {
-    let groups: Vec<Value> = GROUPS.iter().map(|g| api_group(g)).collect();
+    let mut names: Vec<&str> = GROUPS.to_vec();
+    names.splice(1..1, crate::reviews::GROUPS.iter().copied());
+    let groups: Vec<Value> = names.iter().map(|g| api_group(g)).collect();
     json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
 }
 
@@ -282,6 +284,10 @@ pub fn api_group(group: &str) -> Value {
 
 /// The legacy `APIResourceList` of one group version, or `None` if not served.
 pub fn api_resource_list(group: &str, version: &str) -> Option<Value> {
+    if version == "v1" && crate::reviews::GROUPS.contains(&group) {
+        return Some(json!({"kind": "APIResourceList", "apiVersion": "v1",
+            "groupVersion": format!("{group}/v1"), "resources": crate::reviews::api_resources(group)}));
+    }
     if version != "v1" || !(group.is_empty() || GROUPS.contains(&group)) {
         return None;
     }

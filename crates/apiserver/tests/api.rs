@@ -505,3 +505,41 @@ async fn unpinned_patches_never_conflict() {
         .await;
     assert_eq!(code, 409);
 }
+
+/// The review kinds answer a POST and nothing else, and check what they are sent.
+#[tokio::test]
+async fn access_reviews_are_create_only_and_checked() {
+    let api = Api::new().await;
+    let uri = "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews";
+    let (code, v) = api
+        .post(
+            uri,
+            json!({"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
+                "spec": {"resourceAttributes": {"verb": "delete", "resource": "nodes"}}}),
+        )
+        .await;
+    assert_eq!(
+        (code, &v["status"]),
+        (201, &json!({"allowed": true})),
+        "{v}"
+    );
+    assert_eq!(v["spec"]["resourceAttributes"]["verb"], "delete");
+    let (code, v) = api.post(uri, json!({"spec": {}})).await;
+    assert_eq!(code, 422, "{v}");
+    assert!(
+        v["message"].as_str().unwrap().contains(
+            "exactly one of nonResourceAttributes or resourceAttributes must be specified"
+        ),
+        "{v}"
+    );
+    let (code, v) = api
+        .send(Method::POST, uri, "application/json", b"{not json".to_vec())
+        .await;
+    assert_eq!(code, 400, "{v}");
+    let (code, v) = api.get(uri).await;
+    assert_eq!(code, 405, "{v}");
+    let (code, v) = api.get("/apis/authorization.k8s.io/v1").await;
+    assert_eq!(code, 200);
+    assert_eq!(v["resources"][0]["name"], "selfsubjectaccessreviews");
+    assert_eq!(v["resources"][0]["verbs"], json!(["create"]));
+}

@@ -250,6 +250,68 @@ fn node_tokens_reach_only_their_own_node() {
     );
     let labels = g.ok(&["get", "node", "edge-2", "--show-labels", "--no-headers"]);
     assert!(!labels.contains("owned=yes"), "{labels}");
+    // `kubectl auth` tells each caller who it is and what it may do, by the same rules.
+    let said = |out: std::process::Output| String::from_utf8_lossy(&out.stdout).into_owned();
+    let who = said(as_edge1(&["auth", "whoami"]));
+    assert!(
+        who.contains("Username    system:node:edge-1")
+            && who.contains("Groups      [system:nodes system:authenticated]"),
+        "{who}"
+    );
+    assert!(g.ok(&["auth", "whoami"]).contains("Username    admin"));
+    assert_eq!(g.ok(&["auth", "can-i", "delete", "nodes"]), "yes\n");
+    let their_pod = format!("pods/{other_pod}");
+    for (args, answer) in [
+        (vec!["patch", "nodes/edge-1"], "yes"),
+        (
+            vec!["patch", "nodes/edge-2"],
+            "no - node 'edge-1' has no relationship with this object",
+        ),
+        (
+            vec!["create", "leases/edge-1", "-n", "kube-node-lease"],
+            "yes",
+        ),
+        (
+            vec!["delete", their_pod.as_str()],
+            "no - node 'edge-1' has no relationship with this object",
+        ),
+        (
+            vec!["get", "daemonsets"],
+            "no - node 'edge-1' has no relationship with this object",
+        ),
+        (vec!["get", "/metrics"], "yes"),
+    ] {
+        let mut argv = vec!["auth", "can-i"];
+        argv.extend(args.iter().copied());
+        let out = as_edge1(&argv);
+        assert_eq!(out.status.success(), answer == "yes", "{argv:?}");
+        assert_eq!(said(out).trim(), answer, "{argv:?}");
+    }
+    let list = said(as_edge1(&[
+        "auth",
+        "can-i",
+        "--list",
+        "-n",
+        "kube-node-lease",
+    ]));
+    let rows: Vec<Vec<&str>> = list
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert!(
+        rows.contains(&vec![
+            "nodes", "[]", "[edge-1]", "[get", "create", "update", "patch]"
+        ]) && rows.contains(&vec![
+            "leases.coordination.k8s.io",
+            "[]",
+            "[edge-1]",
+            "[get",
+            "create",
+            "update",
+            "patch]"
+        ]),
+        "{list}"
+    );
     // A forged token is not even a user.
     let forged = std::fs::read_to_string(&agents[0].kubeconfig)
         .unwrap()
