@@ -29,7 +29,7 @@ ROOTS = [
     "apps.v1.ControllerRevision", "apps.v1.DaemonSet", "apps.v1.Deployment",
     "apps.v1.ReplicaSet", "coordination.v1.Lease", "policy.v1.Eviction",
     "autoscaling.v1.Scale", "meta.v1.DeleteOptions",
-    "core.v1.ConfigMap", "core.v1.Secret", "core.v1.ServiceAccount",
+    "core.v1.ConfigMap", "core.v1.Secret", "core.v1.ServiceAccount", "core.v1.Service",
     "authentication.v1.SelfSubjectReview", "authorization.v1.SelfSubjectAccessReview",
     "authorization.v1.SelfSubjectRulesReview",
 ]

@@ -43,7 +43,7 @@ impl FieldError {
         Self::new(ErrorType::Invalid, field, Some(go_value(value)), detail)
     }
 
-    fn invalid_raw(field: &str, value: String, detail: &str) -> Self {
+    pub(crate) fn invalid_raw(field: &str, value: String, detail: &str) -> Self {
         Self::new(ErrorType::Invalid, field, Some(value), detail)
     }
 
@@ -320,6 +320,7 @@ pub fn apply_defaults(kind: &str, obj: &mut Value) {
                 obj["type"] = json!("Opaque");
             }
         }
+        "Service" => default_service(obj),
         "Node" => {
             if let Some(status) = obj.get_mut("status").and_then(Value::as_object_mut)
                 && let Some(cap) = status.get("capacity").cloned()
@@ -329,6 +330,119 @@ pub fn apply_defaults(kind: &str, obj: &mut Value) {
         }
         _ => {}
     }
+}
+
+/// A Service's defaults (the cluster IP and node ports are allocated later, see `services`).
+fn default_service(obj: &mut Value) {
+    let spec = obj_mut(obj, "spec");
+    default_field(spec, "type", json!("ClusterIP"));
+    let kind = spec["type"].as_str().unwrap_or("ClusterIP").to_string();
+    default_field(spec, "sessionAffinity", json!("None"));
+    if kind != "ExternalName" {
+        default_field(spec, "internalTrafficPolicy", json!("Cluster"));
+    }
+    if matches!(kind.as_str(), "NodePort" | "LoadBalancer") {
+        default_field(spec, "externalTrafficPolicy", json!("Cluster"));
+    }
+    if kind == "LoadBalancer" {
+        default_field(spec, "allocateLoadBalancerNodePorts", json!(true));
+    }
+    if let Some(ports) = spec.get_mut("ports").and_then(Value::as_array_mut) {
+        for p in ports.iter_mut().filter_map(Value::as_object_mut) {
+            default_field(p, "protocol", json!("TCP"));
+            if let Some(port) = p.get("port").cloned() {
+                default_field(p, "targetPort", port);
+            }
+        }
+    }
+    let status = obj_mut(obj, "status");
+    default_field(status, "loadBalancer", json!({}));
+}
+
+/// `ValidateService`, the parts a Service written by hand gets wrong.
+fn validate_service(obj: &Value, old: Option<&Value>, errs: &mut Vec<FieldError>) {
+    let spec = &obj["spec"];
+    let kind = spec["type"].as_str().unwrap_or("ClusterIP");
+    if !matches!(
+        kind,
+        "ClusterIP" | "ExternalName" | "LoadBalancer" | "NodePort"
+    ) {
+        errs.push(FieldError::not_supported(
+            "spec.type",
+            &spec["type"],
+            &["ClusterIP", "ExternalName", "LoadBalancer", "NodePort"],
+        ));
+    }
+    let affinity = &spec["sessionAffinity"];
+    if !affinity.is_null() && !matches!(affinity.as_str(), Some("ClientIP" | "None")) {
+        errs.push(FieldError::not_supported(
+            "spec.sessionAffinity",
+            affinity,
+            &["ClientIP", "None"],
+        ));
+    }
+    let cluster_ip = spec["clusterIP"].as_str().unwrap_or("");
+    if kind == "ExternalName" {
+        if spec["externalName"].as_str().is_none_or(str::is_empty) {
+            errs.push(FieldError::required("spec.externalName", ""));
+        }
+    } else if !cluster_ip.is_empty()
+        && cluster_ip != "None"
+        && cluster_ip.parse::<std::net::Ipv4Addr>().is_err()
+    {
+        errs.push(FieldError::invalid(
+            "spec.clusterIPs[0]",
+            &json!(cluster_ip),
+            "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)",
+        ));
+    }
+    let ports = spec["ports"].as_array().map(Vec::as_slice).unwrap_or(&[]);
+    if ports.is_empty() && kind != "ExternalName" && cluster_ip != "None" {
+        errs.push(FieldError::required("spec.ports", ""));
+    }
+    let mut names = std::collections::BTreeSet::new();
+    for (i, p) in ports.iter().enumerate() {
+        let name = p["name"].as_str().unwrap_or("");
+        if ports.len() > 1 && name.is_empty() {
+            errs.push(FieldError::required(&format!("spec.ports[{i}].name"), ""));
+        } else if !name.is_empty() && !names.insert(name) {
+            errs.push(FieldError::duplicate(
+                &format!("spec.ports[{i}].name"),
+                &json!(name),
+            ));
+        }
+        let port = p["port"].as_i64().unwrap_or(0);
+        if !(1..=65535).contains(&port) {
+            errs.push(FieldError::invalid(
+                &format!("spec.ports[{i}].port"),
+                &json!(port),
+                "must be between 1 and 65535, inclusive",
+            ));
+        }
+        let proto = &p["protocol"];
+        if !matches!(proto.as_str(), Some("SCTP" | "TCP" | "UDP")) {
+            errs.push(FieldError::not_supported(
+                &format!("spec.ports[{i}].protocol"),
+                proto,
+                &["SCTP", "TCP", "UDP"],
+            ));
+        }
+    }
+    if let Some(old) = old {
+        let before = old["spec"]["clusterIP"].as_str().unwrap_or("");
+        let both_addressed = service_has_ip(old) && service_has_ip(obj);
+        if both_addressed && before != cluster_ip {
+            errs.push(FieldError::invalid(
+                "spec.clusterIPs[0]",
+                &json!(cluster_ip),
+                "may not change once set",
+            ));
+        }
+    }
+}
+
+fn service_has_ip(v: &Value) -> bool {
+    v["spec"]["type"].as_str() != Some("ExternalName")
 }
 
 /// Pod templates of the workload kinds: encoded with `creationTimestamp: null`, then the
@@ -745,6 +859,7 @@ pub fn validate(kind: &str, obj: &Value, old: Option<&Value>) -> Vec<FieldError>
             }
         }
         "ConfigMap" => validate_config_map(obj, old, &mut errs),
+        "Service" => validate_service(obj, old, &mut errs),
         "Secret" => validate_secret(obj, old, &mut errs),
         "Event" => {
             let ns = obj

@@ -25,6 +25,7 @@ pub mod resources;
 pub mod rest;
 pub mod reviews;
 pub mod selector;
+pub mod services;
 pub mod table;
 pub mod typed;
 
@@ -103,6 +104,43 @@ impl ApiState {
         Ok(st)
     }
 
+    /// The `kubernetes` Service in `default`, pointing at the API server's `port`.
+    pub async fn ensure_kubernetes_service(&self, port: u16) -> Result<(), String> {
+        let res = resources::by_kind("Service").ok_or("services are not served")?;
+        let want = services::kubernetes_service(port);
+        let exists = current_object(self, res, "default", "kubernetes");
+        match exists {
+            None => {
+                let mut v = want;
+                match rest::create_object(self, res, Some("default"), &mut v, false).await {
+                    Ok(_) => Ok(()),
+                    Err(e) if e.code == 409 => Ok(()),
+                    Err(e) => Err(e.message),
+                }
+            }
+            Some(cur) if cur["spec"]["ports"] == want["spec"]["ports"] => Ok(()),
+            Some(_) => {
+                let ports = want["spec"]["ports"].clone();
+                rest::guaranteed_update(
+                    self,
+                    res,
+                    Some("default"),
+                    "kubernetes",
+                    object::Write::Main,
+                    false,
+                    &|cur| {
+                        let mut next = cur.clone();
+                        next["spec"]["ports"] = ports.clone();
+                        Ok(next)
+                    },
+                )
+                .await
+                .map(|_| ())
+                .map_err(|e| e.message)
+            }
+        }
+    }
+
     async fn ensure_namespaces(&self) -> Result<(), String> {
         let res = resources::by_kind("Namespace").ok_or("namespaces are not served")?;
         for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
@@ -124,6 +162,15 @@ impl ApiState {
         }
         Ok(())
     }
+}
+
+fn current_object(
+    st: &ApiState,
+    res: &'static resources::Resource,
+    ns: &str,
+    name: &str,
+) -> Option<Value> {
+    rest::current(st, res, Some(ns), name).ok()
 }
 
 fn json_ok(v: Value) -> Response {

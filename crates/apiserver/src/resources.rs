@@ -127,6 +127,12 @@ pub static RESOURCES: &[Resource] = &[
     },
     res("", "Event", "events", "event", true, &["ev"]),
     res("", "ConfigMap", "configmaps", "configmap", true, &["cm"]),
+    Resource {
+        subresources: &["status"],
+        has_status: true,
+        all_category: true,
+        ..res("", "Service", "services", "service", true, &["svc"])
+    },
     res("", "Secret", "secrets", "secret", true, &[]),
     res(
         "",

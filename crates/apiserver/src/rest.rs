@@ -766,6 +766,15 @@ pub async fn create_object(
     }
     let name = object::name(v).to_string();
     admission::apply_defaults(res.kind, v);
+    // Held until the Service is in the cache, so the next one sees its address taken.
+    let _allocating = if res.kind == "Service" {
+        let guard = crate::services::LOCK.lock().await;
+        st.cache.sync().await;
+        crate::services::allocate(st, v, None)?;
+        Some(guard)
+    } else {
+        None
+    };
     object::prepare_create(res, v);
     invalid(res, &name, admission::validate(res.kind, v, None))?;
     if res.namespaced {
@@ -812,6 +821,12 @@ pub async fn guaranteed_update(
     dry_run: bool,
     mutate: &Mutation<'_>,
 ) -> ApiResult<Value> {
+    let service_spec = res.kind == "Service" && matches!(write, Write::Main);
+    let _allocating = if service_spec {
+        Some(crate::services::LOCK.lock().await)
+    } else {
+        None
+    };
     for _attempt in 0..16 {
         st.cache.sync().await;
         let mut cur = current(st, res, ns, name)?;
@@ -853,6 +868,9 @@ pub async fn guaranteed_update(
         let status_write = write == Write::Status;
         if !status_write {
             admission::apply_defaults(res.kind, &mut new);
+        }
+        if service_spec {
+            crate::services::allocate(st, &mut new, Some(&cur))?;
         }
         object::prepare_update(res, &cur, &mut new, write);
         let errs = match write {

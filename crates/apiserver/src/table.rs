@@ -314,6 +314,25 @@ pub fn column_definitions(plural: &str) -> Vec<Value> {
             col("Data", "string", "Data contains the secret data.", 0),
             age(),
         ],
+        "services" => vec![
+            name(),
+            col("Type", "string", "The type of service.", 0),
+            col(
+                "Cluster-IP",
+                "string",
+                "The cluster IP assigned to the service.",
+                0,
+            ),
+            col("External-IP", "string", "External IPs of the service.", 0),
+            col("Port(s)", "string", "The ports of the service.", 0),
+            age(),
+            col(
+                "Selector",
+                "string",
+                "The label selector of the service.",
+                1,
+            ),
+        ],
         "serviceaccounts" => vec![
             name(),
             col(
@@ -534,6 +553,68 @@ pub fn row_cells(plural: &str, obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
             vec![name, json!(s(obj, "/type")), json!(n.to_string()), age]
         }
         "serviceaccounts" => vec![name, json!(len_of(obj, "/secrets").to_string()), age],
+        "services" => {
+            let kind = match s(obj, "/spec/type") {
+                "" => "ClusterIP",
+                t => t,
+            };
+            let cluster_ip = arr(obj, "/spec/clusterIPs")
+                .first()
+                .and_then(Value::as_str)
+                .map_or_else(|| or_none(s(obj, "/spec/clusterIP")), String::from);
+            let mut external: Vec<String> = Vec::new();
+            if kind == "LoadBalancer" {
+                for ing in arr(obj, "/status/loadBalancer/ingress") {
+                    let addr = match s(ing, "/ip") {
+                        "" => s(ing, "/hostname"),
+                        ip => ip,
+                    };
+                    if !addr.is_empty() {
+                        external.push(addr.to_string());
+                    }
+                }
+            }
+            external.extend(
+                arr(obj, "/spec/externalIPs")
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .map(String::from),
+            );
+            let external = match kind {
+                "ExternalName" => s(obj, "/spec/externalName").to_string(),
+                "LoadBalancer" if external.is_empty() => "<pending>".to_string(),
+                _ => none_if_empty(external.join(",")),
+            };
+            let ports: Vec<String> = arr(obj, "/spec/ports")
+                .iter()
+                .map(|p| {
+                    let node_port = i(p, "/nodePort");
+                    if node_port > 0 {
+                        format!("{}:{node_port}/{}", i(p, "/port"), s(p, "/protocol"))
+                    } else {
+                        format!("{}/{}", i(p, "/port"), s(p, "/protocol"))
+                    }
+                })
+                .collect();
+            let selector: Vec<String> = obj
+                .pointer("/spec/selector")
+                .and_then(Value::as_object)
+                .map(|m| {
+                    m.iter()
+                        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+                        .collect()
+                })
+                .unwrap_or_default();
+            vec![
+                name,
+                json!(kind),
+                json!(cluster_ip),
+                json!(external),
+                json!(none_if_empty(ports.join(","))),
+                age,
+                json!(none_if_empty(selector.join(","))),
+            ]
+        }
         _ => vec![name, age],
     }
 }
@@ -954,6 +1035,7 @@ mod tests {
             "configmaps",
             "secrets",
             "serviceaccounts",
+            "services",
         ] {
             assert_eq!(
                 row_cells(plural, &json!({}), now).len(),
@@ -970,5 +1052,25 @@ mod tests {
         let cells = row_cells("controllerrevisions", &cr, now);
         assert_eq!(cells[1], "daemonset.apps/agent");
         assert_eq!(cells[2], "3");
+        let lb = json!({"spec": {"type": "LoadBalancer", "clusterIPs": ["10.96.0.7"],
+            "selector": {"tier": "edge", "app": "agent"},
+            "ports": [{"port": 443, "nodePort": 31000, "protocol": "TCP"}, {"port": 53, "protocol": "UDP"}]}});
+        let cells = row_cells("services", &lb, now);
+        assert_eq!(
+            cells[1..5],
+            [
+                json!("LoadBalancer"),
+                json!("10.96.0.7"),
+                json!("<pending>"),
+                json!("443:31000/TCP,53/UDP")
+            ]
+        );
+        assert_eq!(cells[6], "app=agent,tier=edge");
+        let ext = json!({"spec": {"type": "ExternalName", "externalName": "example.com"}});
+        let cells = row_cells("services", &ext, now);
+        assert_eq!(
+            cells[2..5],
+            [json!("<none>"), json!("example.com"), json!("<none>")]
+        );
     }
 }

@@ -22,6 +22,7 @@ fn typed(kind: &str, v: &Value) -> Option<Result<Value, String>> {
         "Event" => round_trip::<core::Event>(v),
         "ConfigMap" => round_trip::<core::ConfigMap>(v),
         "Secret" => round_trip::<core::Secret>(v),
+        "Service" => round_trip::<core::Service>(v),
         "ServiceAccount" => round_trip::<core::ServiceAccount>(v),
         "ReplicationController" => round_trip::<core::ReplicationController>(v),
         "Binding" => round_trip::<core::Binding>(v),

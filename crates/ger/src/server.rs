@@ -83,6 +83,10 @@ pub async fn run(args: ServerArgs) -> Result<(), ServerError> {
     let addr = listener
         .local_addr()
         .map_err(|e| ServerError::Listen(args.listen, e))?;
+    state
+        .ensure_kubernetes_service(addr.port())
+        .await
+        .map_err(ServerError::Api)?;
     let kubeconfig = data_dir.join("kubeconfig");
     let server_url = format!("https://{addr}");
     let tmp = data_dir.join("kubeconfig.tmp");

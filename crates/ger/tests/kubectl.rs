@@ -952,3 +952,167 @@ fn configmaps_secrets_and_service_accounts() {
     ]);
     assert_eq!(sel, "secret/s2\nsecret/token");
 }
+
+#[test]
+fn services_get_addresses_and_ports() {
+    let Some(g) = ger() else {
+        return;
+    };
+    let rows = |out: &str| -> Vec<Vec<String>> {
+        out.lines()
+            .map(|l| l.split_whitespace().map(String::from).collect())
+            .collect()
+    };
+    // The API server's own Service, and cluster-info reading it.
+    let k = g.ok(&["get", "svc", "kubernetes", "--no-headers"]);
+    assert_eq!(
+        rows(&k)[0][..5],
+        ["kubernetes", "ClusterIP", "10.96.0.1", "<none>", "443/TCP"]
+    );
+    let info = g.ok(&["cluster-info"]);
+    assert!(
+        info.contains("Kubernetes control plane is running at https://127.0.0.1:"),
+        "{info}"
+    );
+    g.ok(&["create", "deployment", "web", "--image=nginx:1.25"]);
+    g.ok(&[
+        "expose",
+        "deployment",
+        "web",
+        "--port=80",
+        "--target-port=8080",
+    ]);
+    g.ok(&["apply", "-f", &fixture("agent-service.yaml")]);
+    g.ok(&[
+        "create",
+        "service",
+        "externalname",
+        "docs",
+        "--external-name=example.com",
+    ]);
+    let out = g.ok(&["get", "svc", "-o", "wide"]);
+    assert_eq!(
+        header(&out),
+        [
+            "NAME",
+            "TYPE",
+            "CLUSTER-IP",
+            "EXTERNAL-IP",
+            "PORT(S)",
+            "AGE",
+            "SELECTOR"
+        ]
+    );
+    let table = rows(&out);
+    let row = |name: &str| table.iter().find(|r| r[0] == name).cloned().unwrap();
+    let web = row("web");
+    assert_eq!(web[1..3], ["ClusterIP".to_string(), web[2].clone()]);
+    assert!(
+        web[2].starts_with("10.96.") && web[2] != "10.96.0.1",
+        "{out}"
+    );
+    assert_eq!(web[4], "80/TCP");
+    assert_eq!(web[6], "app=web");
+    let agent = row("agent");
+    assert_eq!(agent[1], "NodePort");
+    let ports: Vec<&str> = agent[4].split(',').collect();
+    assert!(
+        ports.len() == 2
+            && ports[0].starts_with("9100:3")
+            && ports[1].starts_with("80:3")
+            && ports.iter().all(|p| p.ends_with("/TCP")),
+        "{out}"
+    );
+    assert_ne!(web[2], agent[2], "two Services, one address");
+    assert_eq!(row("docs")[1..4], ["ExternalName", "<none>", "example.com"]);
+    // Defaults as upstream's.
+    let spec = g.ok(&[
+        "get",
+        "svc",
+        "agent",
+        "-o",
+        "jsonpath={.spec.ports[0].targetPort} {.spec.ports[0].protocol} {.spec.sessionAffinity} {.spec.externalTrafficPolicy} {.spec.ipFamilies} {.spec.clusterIPs}",
+    ]);
+    assert_eq!(
+        spec,
+        format!("9100 TCP None Cluster [\"IPv4\"] [\"{}\"]", agent[2])
+    );
+    // Applying the same manifest again keeps the address and the node ports.
+    assert!(
+        g.ok(&["apply", "-f", &fixture("agent-service.yaml")])
+            .contains("unchanged")
+    );
+    assert_eq!(
+        rows(&g.ok(&["get", "svc", "agent", "--no-headers"]))[0][2..5],
+        agent[2..5]
+    );
+    // Bad input: upstream's errors, nothing changed.
+    let taken = g.fails(&[
+        "create",
+        "service",
+        "clusterip",
+        "dup",
+        "--tcp=80",
+        &format!("--clusterip={}", web[2]),
+    ]);
+    assert!(
+        taken.contains(&format!(
+            "spec.clusterIPs: Invalid value: []string{{\"{}\"}}: failed to allocate IP {}: provided IP is already allocated",
+            web[2], web[2]
+        )),
+        "{taken}"
+    );
+    let moved = g.fails(&[
+        "patch",
+        "svc",
+        "web",
+        "-p",
+        r#"{"spec":{"clusterIP":"10.96.9.9"}}"#,
+    ]);
+    assert!(
+        moved.contains("spec.clusterIPs[0]: Invalid value: \"10.96.9.9\": may not change once set"),
+        "{moved}"
+    );
+    let port = agent[4]
+        .split(',')
+        .next()
+        .unwrap()
+        .split(['/', ':'])
+        .nth(1)
+        .unwrap()
+        .to_string();
+    let manifest = format!(
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: clash\nspec:\n  type: NodePort\n  ports:\n  - port: 1\n    nodePort: {port}\n"
+    );
+    let clash = g.kubectl_with(&["create", "-f", "-"], Some(&manifest), &[]);
+    assert!(!clash.status.success());
+    assert!(
+        String::from_utf8_lossy(&clash.stderr).contains(&format!(
+            "spec.ports[0].nodePort: Invalid value: {port}: provided port is already allocated"
+        )),
+        "{}",
+        String::from_utf8_lossy(&clash.stderr)
+    );
+    let unnamed = "apiVersion: v1\nkind: Service\nmetadata:\n  name: two\nspec:\n  ports:\n  - port: 1\n  - port: 2\n    protocol: QUIC\n";
+    let out = g.kubectl_with(&["create", "-f", "-"], Some(unnamed), &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("spec.ports[0].name: Required value")
+            && err.contains("spec.ports[1].protocol: Unsupported value: \"QUIC\": supported values: \"SCTP\", \"TCP\", \"UDP\""),
+        "{err}"
+    );
+    assert_eq!(
+        rows(&g.ok(&["get", "svc", "web", "--no-headers"]))[0][..5],
+        web[..5]
+    );
+    // A deleted Service's address is free again.
+    g.ok(&["delete", "svc", "web"]);
+    g.ok(&[
+        "create",
+        "service",
+        "clusterip",
+        "again",
+        "--tcp=80",
+        &format!("--clusterip={}", web[2]),
+    ]);
+}
