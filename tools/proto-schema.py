@@ -30,6 +30,7 @@ ROOTS = [
     "apps.v1.ReplicaSet", "coordination.v1.Lease", "policy.v1.Eviction",
     "autoscaling.v1.Scale", "meta.v1.DeleteOptions",
     "core.v1.ConfigMap", "core.v1.Secret", "core.v1.ServiceAccount", "core.v1.Service",
+    "core.v1.Endpoints",
     "authentication.v1.SelfSubjectReview", "authorization.v1.SelfSubjectAccessReview",
     "authorization.v1.SelfSubjectRulesReview",
 ]

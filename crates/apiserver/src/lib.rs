@@ -104,8 +104,13 @@ impl ApiState {
         Ok(st)
     }
 
-    /// The `kubernetes` Service in `default`, pointing at the API server's `port`.
-    pub async fn ensure_kubernetes_service(&self, port: u16) -> Result<(), String> {
+    /// The `kubernetes` Service in `default` and its Endpoints: the API server at `addr`.
+    pub async fn ensure_kubernetes_service(
+        &self,
+        addr: std::net::SocketAddr,
+    ) -> Result<(), String> {
+        self.ensure_kubernetes_endpoints(addr).await?;
+        let port = addr.port();
         let res = resources::by_kind("Service").ok_or("services are not served")?;
         let want = services::kubernetes_service(port);
         let exists = current_object(self, res, "default", "kubernetes");
@@ -138,6 +143,70 @@ impl ApiState {
                 .map(|_| ())
                 .map_err(|e| e.message)
             }
+        }
+    }
+
+    async fn ensure_kubernetes_endpoints(&self, addr: std::net::SocketAddr) -> Result<(), String> {
+        let ip = match addr.ip() {
+            ip if ip.is_unspecified() => std::net::IpAddr::from([127, 0, 0, 1]),
+            ip => ip,
+        };
+        let port = addr.port();
+        let endpoints = json!({"apiVersion": "v1", "kind": "Endpoints",
+            "metadata": {"name": "kubernetes", "namespace": "default",
+                "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"}},
+            "subsets": [{"addresses": [{"ip": ip.to_string()}],
+                "ports": [{"name": "https", "port": port, "protocol": "TCP"}]}]});
+        self.upsert("Endpoints", endpoints, &["subsets"]).await?;
+        let slice = json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+            "metadata": {"name": "kubernetes", "namespace": "default",
+                "labels": {"kubernetes.io/service-name": "kubernetes"}},
+            "addressType": if ip.is_ipv4() { "IPv4" } else { "IPv6" },
+            "endpoints": [{"addresses": [ip.to_string()], "conditions": {"ready": true}}],
+            "ports": [{"name": "https", "port": port, "protocol": "TCP"}]});
+        self.upsert(
+            "EndpointSlice",
+            slice,
+            &["addressType", "endpoints", "ports"],
+        )
+        .await
+    }
+
+    /// Create `want` in `default`, or make its `fields` what `want` says.
+    async fn upsert(&self, kind: &str, want: Value, fields: &[&str]) -> Result<(), String> {
+        let res = resources::by_kind(kind).ok_or_else(|| format!("{kind} is not served"))?;
+        let name = want["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        if let Some(cur) = current_object(self, res, "default", &name) {
+            if fields.iter().all(|f| cur[*f] == want[*f]) {
+                return Ok(());
+            }
+            return rest::guaranteed_update(
+                self,
+                res,
+                Some("default"),
+                &name,
+                object::Write::Main,
+                false,
+                &|cur| {
+                    let mut next = cur.clone();
+                    for f in fields {
+                        next[*f] = want[*f].clone();
+                    }
+                    Ok(next)
+                },
+            )
+            .await
+            .map(|_| ())
+            .map_err(|e| e.message);
+        }
+        let mut v = want.clone();
+        match rest::create_object(self, res, Some("default"), &mut v, false).await {
+            Ok(_) => Ok(()),
+            Err(e) if e.code == 409 => Ok(()),
+            Err(e) => Err(e.message),
         }
     }
 

@@ -50,6 +50,7 @@ fn register(generator: &mut SchemaGenerator, group: &str) -> Vec<(&'static str, 
             add::<core::Event>(g, "Event"),
             add::<core::ConfigMap>(g, "ConfigMap"),
             add::<core::Service>(g, "Service"),
+            add::<core::Endpoints>(g, "Endpoints"),
             add::<core::Secret>(g, "Secret"),
             add::<core::ServiceAccount>(g, "ServiceAccount"),
             add::<core::ReplicationController>(g, "ReplicationController"),
@@ -61,6 +62,10 @@ fn register(generator: &mut SchemaGenerator, group: &str) -> Vec<(&'static str, 
             add::<apps::ReplicaSet>(g, "ReplicaSet"),
         ],
         "coordination.k8s.io" => vec![add::<coordination::Lease>(g, "Lease")],
+        "discovery.k8s.io" => vec![add::<k8s_openapi::api::discovery::v1::EndpointSlice>(
+            g,
+            "EndpointSlice",
+        )],
         _ => Vec::new(),
     }
 }

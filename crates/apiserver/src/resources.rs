@@ -133,6 +133,7 @@ pub static RESOURCES: &[Resource] = &[
         all_category: true,
         ..res("", "Service", "services", "service", true, &["svc"])
     },
+    res("", "Endpoints", "endpoints", "endpoints", true, &["ep"]),
     res("", "Secret", "secrets", "secret", true, &[]),
     res(
         "",
@@ -207,10 +208,18 @@ pub static RESOURCES: &[Resource] = &[
         )
     },
     res("coordination.k8s.io", "Lease", "leases", "lease", true, &[]),
+    res(
+        "discovery.k8s.io",
+        "EndpointSlice",
+        "endpointslices",
+        "endpointslice",
+        true,
+        &[],
+    ),
 ];
 
 /// The API groups (besides core) and their single version.
-pub const GROUPS: &[&str] = &["apps", "coordination.k8s.io"];
+pub const GROUPS: &[&str] = &["apps", "coordination.k8s.io", "discovery.k8s.io"];
 
 pub fn find(group: &str, version: &str, plural: &str) -> Option<&'static Resource> {
     RESOURCES

@@ -314,6 +314,28 @@ pub fn column_definitions(plural: &str) -> Vec<Value> {
             col("Data", "string", "Data contains the secret data.", 0),
             age(),
         ],
+        "endpointslices" => vec![
+            name(),
+            col(
+                "AddressType",
+                "string",
+                "The address type of the endpoint slice.",
+                0,
+            ),
+            col("Ports", "string", "The ports of the endpoint slice.", 0),
+            col(
+                "Endpoints",
+                "string",
+                "The endpoints of the endpoint slice.",
+                0,
+            ),
+            age(),
+        ],
+        "endpoints" => vec![
+            name(),
+            col("Endpoints", "string", "Endpoints of the service", 0),
+            age(),
+        ],
         "services" => vec![
             name(),
             col("Type", "string", "The type of service.", 0),
@@ -553,6 +575,38 @@ pub fn row_cells(plural: &str, obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
             vec![name, json!(s(obj, "/type")), json!(n.to_string()), age]
         }
         "serviceaccounts" => vec![name, json!(len_of(obj, "/secrets").to_string()), age],
+        "endpoints" => vec![name, json!(endpoint_list(obj)), age],
+        "endpointslices" => {
+            let ports: Vec<String> = arr(obj, "/ports")
+                .iter()
+                .map(|p| i(p, "/port").to_string())
+                .collect();
+            let mut addresses: Vec<&str> = arr(obj, "/endpoints")
+                .iter()
+                .flat_map(|e| arr(e, "/addresses").iter().filter_map(Value::as_str))
+                .collect();
+            let more = addresses.len().saturating_sub(3);
+            addresses.truncate(3);
+            let mut list = addresses.join(",");
+            if more > 0 {
+                list.push_str(&format!(" + {more} more..."));
+            }
+            vec![
+                name,
+                json!(s(obj, "/addressType")),
+                json!(if ports.is_empty() {
+                    "<unset>".to_string()
+                } else {
+                    ports.join(",")
+                }),
+                json!(if list.is_empty() {
+                    "<unset>".to_string()
+                } else {
+                    list
+                }),
+                age,
+            ]
+        }
         "services" => {
             let kind = match s(obj, "/spec/type") {
                 "" => "ClusterIP",
@@ -617,6 +671,33 @@ pub fn row_cells(plural: &str, obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
         }
         _ => vec![name, age],
     }
+}
+
+/// `ip:port` of every ready address and port, the first three, as `kubectl get ep` shows them.
+fn endpoint_list(obj: &Value) -> String {
+    const MAX: usize = 3;
+    let mut all = Vec::new();
+    for subset in arr(obj, "/subsets") {
+        let ports = arr(subset, "/ports");
+        for a in arr(subset, "/addresses") {
+            if ports.is_empty() {
+                all.push(s(a, "/ip").to_string());
+            }
+            for p in ports {
+                all.push(format!("{}:{}", s(a, "/ip"), i(p, "/port")));
+            }
+        }
+    }
+    if all.is_empty() {
+        return NONE.to_string();
+    }
+    let more = all.len().saturating_sub(MAX);
+    all.truncate(MAX);
+    let mut out = all.join(",");
+    if more > 0 {
+        out.push_str(&format!(" + {more} more..."));
+    }
+    out
 }
 
 /// The number of entries of the map or list at `ptr`.
@@ -1036,6 +1117,8 @@ mod tests {
             "secrets",
             "serviceaccounts",
             "services",
+            "endpoints",
+            "endpointslices",
         ] {
             assert_eq!(
                 row_cells(plural, &json!({}), now).len(),
@@ -1066,6 +1149,13 @@ mod tests {
             ]
         );
         assert_eq!(cells[6], "app=agent,tier=edge");
+        let ep = json!({"subsets": [{"addresses": [{"ip": "10.244.1.2"}, {"ip": "10.244.2.2"}],
+            "ports": [{"port": 8080}, {"port": 9100}]}]});
+        assert_eq!(
+            row_cells("endpoints", &ep, now)[1],
+            "10.244.1.2:8080,10.244.1.2:9100,10.244.2.2:8080 + 1 more..."
+        );
+        assert_eq!(row_cells("endpoints", &json!({}), now)[1], "<none>");
         let ext = json!({"spec": {"type": "ExternalName", "externalName": "example.com"}});
         let cells = row_cells("services", &ext, now);
         assert_eq!(

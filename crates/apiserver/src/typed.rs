@@ -23,6 +23,8 @@ fn typed(kind: &str, v: &Value) -> Option<Result<Value, String>> {
         "ConfigMap" => round_trip::<core::ConfigMap>(v),
         "Secret" => round_trip::<core::Secret>(v),
         "Service" => round_trip::<core::Service>(v),
+        "Endpoints" => round_trip::<core::Endpoints>(v),
+        "EndpointSlice" => round_trip::<k8s_openapi::api::discovery::v1::EndpointSlice>(v),
         "ServiceAccount" => round_trip::<core::ServiceAccount>(v),
         "ReplicationController" => round_trip::<core::ReplicationController>(v),
         "Binding" => round_trip::<core::Binding>(v),

@@ -9,7 +9,7 @@ use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet, Deployment, ReplicaSet};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{
-    Container, Namespace, Node, Pod, ReplicationController, ServiceAccount,
+    Container, Endpoints, Namespace, Node, Pod, ReplicationController, Service, ServiceAccount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::Api;
@@ -121,6 +121,9 @@ impl Compact for ControllerRevision {}
 impl Compact for Lease {}
 impl Compact for Namespace {}
 impl Compact for ServiceAccount {}
+impl Compact for Service {}
+impl Compact for Endpoints {}
+impl Compact for k8s_openapi::api::discovery::v1::EndpointSlice {}
 
 pub struct Informer<K> {
     state: RwLock<Indexed<K>>,

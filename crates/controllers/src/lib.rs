@@ -6,6 +6,7 @@ pub mod claim;
 pub mod daemonpodupdater;
 pub mod daemonset;
 pub mod deployment;
+pub mod endpoints;
 pub mod events;
 pub mod expectations;
 pub mod gc;
@@ -24,7 +25,10 @@ use std::sync::Arc;
 
 use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet, Deployment, ReplicaSet};
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Namespace, Node, Pod, ReplicationController, ServiceAccount};
+use k8s_openapi::api::core::v1::{
+    Endpoints, Namespace, Node, Pod, ReplicationController, Service, ServiceAccount,
+};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::Client;
 use kube::api::Api;
 use tokio::task::JoinSet;
@@ -47,6 +51,9 @@ pub struct Informers {
     pub leases: Arc<Informer<Lease>>,
     pub namespaces: Arc<Informer<Namespace>>,
     pub serviceaccounts: Arc<Informer<ServiceAccount>>,
+    pub services: Arc<Informer<Service>>,
+    pub endpoints: Arc<Informer<Endpoints>>,
+    pub endpointslices: Arc<Informer<EndpointSlice>>,
 }
 
 impl Informers {
@@ -75,6 +82,9 @@ impl Informers {
             leases: Informer::new(Vec::new()),
             namespaces: Informer::new(Vec::new()),
             serviceaccounts: Informer::new(Vec::new()),
+            services: Informer::new(vec![("namespace", namespace_index::<Service>)]),
+            endpoints: Informer::new(Vec::new()),
+            endpointslices: Informer::new(vec![("service", endpoints::service_index)]),
         }
     }
 }
@@ -144,7 +154,15 @@ pub fn start(
         &inf.namespaces,
         &inf.serviceaccounts,
     );
+    let endpoints = endpoints::EndpointsController::new(
+        client.clone(),
+        inf.services.clone(),
+        inf.pods.clone(),
+        inf.endpoints.clone(),
+        inf.endpointslices.clone(),
+    );
     let mut set = JoinSet::new();
+    set.spawn(endpoints.run(WORKERS, stop.clone()));
     set.spawn(lifecycle.run(stop.clone()));
     set.spawn(accounts.run(stop.clone()));
     set.spawn(taints.run(stop.clone()));
@@ -183,6 +201,13 @@ pub fn start(
     );
     set.spawn(
         inf.serviceaccounts
+            .clone()
+            .run(Api::all(c.clone()), stop.clone()),
+    );
+    set.spawn(inf.services.clone().run(Api::all(c.clone()), stop.clone()));
+    set.spawn(inf.endpoints.clone().run(Api::all(c.clone()), stop.clone()));
+    set.spawn(
+        inf.endpointslices
             .clone()
             .run(Api::all(c.clone()), stop.clone()),
     );

@@ -84,7 +84,7 @@ pub async fn run(args: ServerArgs) -> Result<(), ServerError> {
         .local_addr()
         .map_err(|e| ServerError::Listen(args.listen, e))?;
     state
-        .ensure_kubernetes_service(addr.port())
+        .ensure_kubernetes_service(addr)
         .await
         .map_err(ServerError::Api)?;
     let kubeconfig = data_dir.join("kubeconfig");

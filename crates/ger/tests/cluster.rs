@@ -727,3 +727,108 @@ fn logs_tell_what_the_runtime_did() {
             .contains("pod unplaced does not have a host assigned"),
     );
 }
+
+#[test]
+fn services_publish_their_ready_pods() {
+    let Some(g) = common::cluster(&[]) else {
+        return;
+    };
+    let ep = g.ok(&[
+        "get",
+        "endpoints",
+        "kubernetes",
+        "-o",
+        "jsonpath={.subsets[0].ports[0].port}",
+    ]);
+    assert!(g.server.ends_with(&format!(":{ep}")), "{} {ep}", g.server);
+    g.ok(&[
+        "create",
+        "deployment",
+        "web",
+        "--image=nginx:1.25",
+        "--replicas=3",
+    ]);
+    g.ok(&[
+        "expose",
+        "deployment",
+        "web",
+        "--port=80",
+        "--target-port=8080",
+    ]);
+    let ready_ips = |o: &str| {
+        o.split_whitespace()
+            .filter(|a| a.starts_with("10.244."))
+            .count()
+    };
+    let listed = g.wait_until(
+        &[
+            "get",
+            "endpoints",
+            "web",
+            "-o",
+            "jsonpath={.subsets[*].addresses[*].ip}",
+        ],
+        30,
+        |o| ready_ips(o) == 3,
+    );
+    let pod_ips = g.ok(&[
+        "get",
+        "pods",
+        "-l",
+        "app=web",
+        "-o",
+        "jsonpath={.items[*].status.podIP}",
+    ]);
+    let mut a: Vec<&str> = listed.split_whitespace().collect();
+    let mut b: Vec<&str> = pod_ips.split_whitespace().collect();
+    a.sort_unstable();
+    b.sort_unstable();
+    assert_eq!(a, b);
+    assert_eq!(
+        g.ok(&[
+            "get",
+            "endpoints",
+            "web",
+            "-o",
+            "jsonpath={.subsets[0].ports[0].port}"
+        ]),
+        "8080"
+    );
+    // The slice says the same, and `describe` reads it.
+    let slice = g.ok(&[
+        "get",
+        "endpointslices",
+        "-l",
+        "kubernetes.io/service-name=web",
+        "-o",
+        "jsonpath={.items[*].endpoints[*].addresses[0]}",
+    ]);
+    let mut c: Vec<&str> = slice.split_whitespace().collect();
+    c.sort_unstable();
+    assert_eq!(c, b);
+    let d = g.ok(&["describe", "svc", "web"]);
+    assert!(
+        d.lines()
+            .any(|l| l.starts_with("Endpoints:") && l.matches(":8080").count() == 3),
+        "{d}"
+    );
+    // Fewer pods, fewer addresses; no Service, no Endpoints.
+    g.ok(&["scale", "deployment", "web", "--replicas=1"]);
+    g.wait_until(
+        &[
+            "get",
+            "endpoints",
+            "web",
+            "-o",
+            "jsonpath={.subsets[*].addresses[*].ip}",
+        ],
+        30,
+        |o| ready_ips(o) == 1,
+    );
+    g.ok(&["delete", "svc", "web"]);
+    g.wait_until(
+        &["get", "endpoints,endpointslices", "-o", "name"],
+        30,
+        |o| !o.contains("web"),
+    );
+}

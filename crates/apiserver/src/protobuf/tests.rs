@@ -71,7 +71,7 @@ fn schema_resolves_every_message_it_names() {
         assert_eq!(s.message_for(av, kind), Some(msg));
     }
     assert_eq!(s.message_for("v1", "Service"), Some("core.v1.Service"));
-    assert_eq!(s.message_for("v1", "Endpoints"), None);
+    assert_eq!(s.message_for("v1", "PersistentVolumeClaim"), None);
 }
 
 #[test]
@@ -247,8 +247,8 @@ fn bad_bodies_are_errors_not_panics() {
         let _ = to_json(&good[..cut]);
     }
     assert!(to_json(&good[..good.len() - 1]).is_err());
-    let e = to_json(&envelope("v1", "Endpoints", W::default())).unwrap_err();
-    assert!(e.to_string().contains("Endpoints"), "{e}");
+    let e = to_json(&envelope("v1", "PersistentVolumeClaim", W::default())).unwrap_err();
+    assert!(e.to_string().contains("PersistentVolumeClaim"), "{e}");
     let bad_utf8 = envelope(
         "v1",
         "Namespace",
