@@ -126,12 +126,7 @@ impl EndpointsController {
         self.pods.wait_synced().await;
         self.endpoints.wait_synced().await;
         self.slices.wait_synced().await;
-        let keys: Vec<String> = self
-            .services
-            .list()
-            .iter()
-            .map(|s| key_of(s.as_ref()))
-            .collect();
+        let keys = self.services.keys();
         self.queue
             .clone()
             .serve(

@@ -161,6 +161,11 @@ where
         self.state.read().objects.values().cloned().collect()
     }
 
+    /// The key of every object held: what a controller queues when it starts.
+    pub fn keys(&self) -> Vec<String> {
+        self.state.read().objects.keys().cloned().collect()
+    }
+
     pub fn len(&self) -> usize {
         self.state.read().objects.len()
     }

@@ -234,12 +234,7 @@ impl<O: ReplicaOwner> ReplicaController<O> {
     pub async fn run(self: Arc<Self>, workers: usize, stop: CancellationToken) {
         self.owners.wait_synced().await;
         self.pods.wait_synced().await;
-        let keys: Vec<String> = self
-            .owners
-            .list()
-            .iter()
-            .map(|o| key_of(o.as_ref()))
-            .collect();
+        let keys = self.owners.keys();
         self.queue
             .clone()
             .serve(

@@ -301,12 +301,7 @@ impl DaemonSetController {
         self.pods.wait_synced().await;
         self.nodes.wait_synced().await;
         self.revisions.wait_synced().await;
-        let keys: Vec<String> = self
-            .daemonsets
-            .list()
-            .iter()
-            .map(|o| key_of(o.as_ref()))
-            .collect();
+        let keys = self.daemonsets.keys();
         self.queue
             .clone()
             .serve(

@@ -107,12 +107,7 @@ impl DeploymentController {
         self.deployments.wait_synced().await;
         self.replicasets.wait_synced().await;
         self.pods.wait_synced().await;
-        let keys: Vec<String> = self
-            .deployments
-            .list()
-            .iter()
-            .map(|o| key_of(o.as_ref()))
-            .collect();
+        let keys = self.deployments.keys();
         self.queue
             .clone()
             .serve(
