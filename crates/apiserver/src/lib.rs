@@ -12,6 +12,7 @@
 //! own node's objects. TLS is the binary's business.
 
 pub mod admission;
+pub mod apply;
 pub mod auth;
 pub mod cache;
 pub mod errors;

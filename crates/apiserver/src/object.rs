@@ -119,6 +119,10 @@ pub fn qos_class(pod: &Value) -> &'static str {
     }
 }
 
+fn is_empty_list(v: &Value) -> bool {
+    v.is_null() || v.as_array().is_some_and(Vec::is_empty)
+}
+
 /// Set what the server owns on a new object.
 pub fn prepare_create(res: &Resource, v: &mut Value) {
     let status = initial_status(res, v);
@@ -129,10 +133,13 @@ pub fn prepare_create(res: &Resource, v: &mut Value) {
         "resourceVersion",
         "deletionTimestamp",
         "deletionGracePeriodSeconds",
-        "managedFields",
         "selfLink",
     ] {
         m.remove(k);
+    }
+    // managedFields a client sends are kept (server-side apply sets them); none is none.
+    if m.get("managedFields").is_some_and(is_empty_list) {
+        m.remove("managedFields");
     }
     if res.has_generation {
         m.insert("generation".into(), json!(1));
@@ -202,7 +209,18 @@ pub fn prepare_update(res: &Resource, cur: &Value, new: &mut Value, write: Write
     }
     let newly_deleted =
         write == Write::Deletion && cur_meta.get("deletionTimestamp").is_none_or(Value::is_null);
-    m.remove("managedFields");
+    // managedFields left out of a write are kept; an empty list clears them (as upstream).
+    match m.get("managedFields") {
+        None => {
+            if let Some(f) = cur_meta.get("managedFields") {
+                m.insert("managedFields".into(), f.clone());
+            }
+        }
+        Some(f) if is_empty_list(f) => {
+            m.remove("managedFields");
+        }
+        Some(_) => {}
+    }
     m.remove("selfLink");
     if res.has_status && write != Write::Binding {
         match cur.get("status") {

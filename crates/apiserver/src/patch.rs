@@ -197,7 +197,7 @@ fn merge_value(doc: Option<&Value>, patch: &Value) -> Value {
 
 /// Where a value sits in a Kubernetes object, enough to know each list's patch strategy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Schema {
+pub(crate) enum Schema {
     Object(&'static str),
     Meta,
     WorkloadSpec,
@@ -212,7 +212,7 @@ enum Schema {
 
 /// How a list field merges.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum ListStrategy {
+pub(crate) enum ListStrategy {
     Atomic,
     /// A set of primitives (`finalizers`).
     Primitive,
@@ -224,7 +224,7 @@ enum ListStrategy {
 }
 
 impl Schema {
-    fn for_kind(kind: &str) -> Schema {
+    pub(crate) fn for_kind(kind: &str) -> Schema {
         const KINDS: [&str; 12] = [
             "Pod",
             "Node",
@@ -245,7 +245,7 @@ impl Schema {
             .map_or(Schema::Object("Unknown"), |k| Schema::Object(k))
     }
 
-    fn child(self, field: &str) -> Schema {
+    pub(crate) fn child(self, field: &str) -> Schema {
         match (self, field) {
             (Schema::Object(_), "metadata") | (Schema::Template, "metadata") => Schema::Meta,
             (Schema::Object("Pod"), "spec") | (Schema::Template, "spec") => Schema::PodSpec,
@@ -266,7 +266,7 @@ impl Schema {
         }
     }
 
-    fn list(self, field: &str) -> ListStrategy {
+    pub(crate) fn list(self, field: &str) -> ListStrategy {
         let keyed = |key, item| ListStrategy::Keyed { key, item };
         match (self, field) {
             (Schema::Meta, "finalizers") => ListStrategy::Primitive,

@@ -986,7 +986,7 @@ fn apply_patch(kind: &str, ctype: &str, cur: &Value, patch_doc: &Value) -> ApiRe
         }
         "application/apply-patch+yaml" => {
             return Err(ApiError::unsupported_media_type(format!(
-                "server-side apply is not supported by this server; use client-side apply (kubectl apply without --server-side). {PATCH_TYPES}"
+                "server-side apply is served for the main resource only. {PATCH_TYPES}"
             )));
         }
         _ => return Err(ApiError::unsupported_media_type(PATCH_TYPES)),
@@ -1010,6 +1010,9 @@ async fn patch_object(
 ) -> ApiResult<Response> {
     let res = req.res;
     let ctype = content_type(req);
+    if ctype == "application/apply-patch+yaml" && sub.is_none() {
+        return server_side_apply(st, req, name).await;
+    }
     let patch_doc: Value = serde_json::from_slice(&req.body)
         .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
     if sub == Some("scale") {
@@ -1044,6 +1047,92 @@ async fn patch_object(
     .await?;
     let warnings = warnings.into_inner();
     object_response(req, StatusCode::OK, &v, warnings)
+}
+
+/// `PATCH` with `application/apply-patch+yaml` (see `apply`): creates the object when it is
+/// not there.
+async fn server_side_apply(st: &ApiState, req: &Request<'_>, name: &str) -> ApiResult<Response> {
+    let res = req.res;
+    let applied: Value = serde_yaml::from_slice(&req.body)
+        .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?;
+    if !applied.is_object() {
+        return Err(ApiError::bad_request(
+            "the applied configuration must be an object",
+        ));
+    }
+    let Some(manager) = req.q("fieldManager").filter(|m| !m.is_empty()) else {
+        return Err(ApiError::bad_request(
+            "PATCH /apply requests must set a fieldManager",
+        ));
+    };
+    let force = match req.q("force") {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(v) => {
+            return Err(ApiError::bad_request(format!(
+                "invalid value for force: {v:?}: must be true or false"
+            )));
+        }
+    };
+    let api_version = res.api_version();
+    for (field, want) in [("apiVersion", api_version.as_str()), ("kind", res.kind)] {
+        match applied[field].as_str() {
+            Some(v) if v == want => {}
+            Some(v) => {
+                return Err(ApiError::bad_request(format!(
+                    "the {field} of the applied configuration ({v}) does not match the request ({want})"
+                )));
+            }
+            None => {
+                return Err(ApiError::bad_request(format!(
+                    "{field} must be set in the applied configuration"
+                )));
+            }
+        }
+    }
+    if object::name(&applied) != name {
+        return Err(ApiError::bad_request(format!(
+            "the name of the object ({}) does not match the name on the URL ({name})",
+            object::name(&applied)
+        )));
+    }
+    let apply = crate::apply::Apply {
+        applied: &applied,
+        manager,
+        force,
+        kind: res.kind,
+        api_version: &api_version,
+        now: object::now_rfc3339(),
+    };
+    let validation = req.q("fieldValidation").map(String::from);
+    st.cache.sync().await;
+    if current(st, res, req.namespace.as_deref(), name).is_err() {
+        let bytes =
+            serde_json::to_vec(&apply.create()).map_err(|e| ApiError::internal(e.to_string()))?;
+        let (mut v, warnings) = decode_body(&bytes, res.kind, &api_version, validation.as_deref())?;
+        let created =
+            create_object(st, res, req.namespace.as_deref(), &mut v, req.dry_run()).await?;
+        return object_response(req, StatusCode::CREATED, &created, warnings);
+    }
+    let warnings = parking_lot::Mutex::new(Vec::new());
+    let v = guaranteed_update(
+        st,
+        res,
+        req.namespace.as_deref(),
+        name,
+        Write::Main,
+        req.dry_run(),
+        &|cur| {
+            let merged = apply.merge(cur)?;
+            let bytes =
+                serde_json::to_vec(&merged).map_err(|e| ApiError::internal(e.to_string()))?;
+            let (v, w) = decode_body(&bytes, res.kind, &api_version, validation.as_deref())?;
+            *warnings.lock() = w;
+            Ok(v)
+        },
+    )
+    .await?;
+    object_response(req, StatusCode::OK, &v, warnings.into_inner())
 }
 
 // ---------------------------------------------------------------------------------------------

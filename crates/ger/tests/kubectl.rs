@@ -1116,3 +1116,115 @@ fn services_get_addresses_and_ports() {
         &format!("--clusterip={}", web[2]),
     ]);
 }
+
+#[test]
+fn server_side_apply_owns_merges_and_conflicts() {
+    let Some(g) = ger() else {
+        return;
+    };
+    let manifest = |image: &str, label: Option<&str>| {
+        let labels = match label {
+            Some(l) => format!("\n  labels:\n    {l}: \"yes\""),
+            None => String::new(),
+        };
+        format!(
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web{labels}\nspec:\n  replicas: 2\n  selector:\n    matchLabels:\n      app: web\n  template:\n    metadata:\n      labels:\n        app: web\n    spec:\n      containers:\n      - name: app\n        image: {image}\n"
+        )
+    };
+    let apply = |body: &str, extra: &[&str]| {
+        let mut args = vec!["apply", "--server-side", "-f", "-"];
+        args.extend_from_slice(extra);
+        g.kubectl_with(&args, Some(body), &[])
+    };
+    let text = |o: &std::process::Output| {
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        )
+    };
+    let out = apply(&manifest("nginx:1.25", Some("team")), &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(text(&out).trim(), "deployment.apps/web serverside-applied");
+    let owners = g.ok(&[
+        "get",
+        "deploy",
+        "web",
+        "--show-managed-fields",
+        "-o",
+        "jsonpath={range .metadata.managedFields[*]}{.manager}/{.operation} {end}",
+    ]);
+    assert_eq!(owners.trim(), "kubectl/Apply");
+    // Another manager with another image: a conflict, and nothing changes.
+    let out = apply(
+        &manifest("nginx:1.26", None),
+        &["--field-manager=rollout-bot"],
+    );
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains(
+            "Apply failed with 1 conflict: conflict with \"kubectl\" using apps/v1: .spec.template.spec.containers[name=\"app\"].image"
+        ),
+        "{}",
+        text(&out)
+    );
+    let image = || {
+        g.ok(&[
+            "get",
+            "deploy",
+            "web",
+            "-o",
+            "jsonpath={.spec.template.spec.containers[0].image}",
+        ])
+    };
+    assert_eq!(image(), "nginx:1.25");
+    // Forced, the field changes hands.
+    let out = apply(
+        &manifest("nginx:1.26", None),
+        &["--field-manager=rollout-bot", "--force-conflicts"],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(image(), "nginx:1.26");
+    // kubectl's next apply without the label drops it (no one else applied it), and no longer
+    // fights over the image it left to the bot.
+    let mut mine = manifest("nginx:1.26", None);
+    mine = mine.replace(
+        "      - name: app\n        image: nginx:1.26\n",
+        "      - name: app\n",
+    );
+    let out = apply(&mine, &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(
+        g.ok(&["get", "deploy", "web", "-o", "jsonpath={.metadata.labels}"]),
+        ""
+    );
+    assert_eq!(image(), "nginx:1.26");
+    // Bad requests.
+    let out = apply("apiVersion: v1\nkind: Pod\nmetadata:\n  name: web\n", &[]);
+    assert!(!out.status.success());
+    let out = apply(
+        &manifest("nginx:1.27", None),
+        &["--dry-run=server", "--field-manager=x"],
+    );
+    assert!(
+        !out.status.success(),
+        "a dry run conflicts as the real one would"
+    );
+    assert!(
+        text(&out).contains("conflict with \"rollout-bot\""),
+        "{}",
+        text(&out)
+    );
+    let out = apply(
+        &manifest("nginx:1.27", None),
+        &["--dry-run=server", "--field-manager=x", "--force-conflicts"],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(image(), "nginx:1.26", "a dry run changes nothing");
+    // Client-side apply and the other verbs go on working on the applied object.
+    g.ok(&["scale", "deploy", "web", "--replicas=3"]);
+    assert_eq!(
+        g.ok(&["get", "deploy", "web", "-o", "jsonpath={.spec.replicas}"]),
+        "3"
+    );
+}
