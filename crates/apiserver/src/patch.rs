@@ -206,6 +206,7 @@ pub(crate) enum Schema {
     Container,
     Status(&'static str),
     NodeSpec,
+    ServiceSpec,
     /// A map whose lists are all atomic.
     Plain,
 }
@@ -225,7 +226,9 @@ pub(crate) enum ListStrategy {
 
 impl Schema {
     pub(crate) fn for_kind(kind: &str) -> Schema {
-        const KINDS: [&str; 12] = [
+        const KINDS: [&str; 14] = [
+            "Service",
+            "ServiceAccount",
             "Pod",
             "Node",
             "Namespace",
@@ -250,6 +253,7 @@ impl Schema {
             (Schema::Object(_), "metadata") | (Schema::Template, "metadata") => Schema::Meta,
             (Schema::Object("Pod"), "spec") | (Schema::Template, "spec") => Schema::PodSpec,
             (Schema::Object("Node"), "spec") => Schema::NodeSpec,
+            (Schema::Object("Service"), "spec") => Schema::ServiceSpec,
             (
                 Schema::Object(
                     "Deployment"
@@ -288,6 +292,8 @@ impl Schema {
             (Schema::Status("Pod"), "podIPs" | "hostIPs") => keyed("ip", Schema::Plain),
             (Schema::Status("Node"), "addresses") => keyed("type", Schema::Plain),
             (Schema::NodeSpec, "podCIDRs") => ListStrategy::Primitive,
+            (Schema::ServiceSpec, "ports") => keyed("port", Schema::Plain),
+            (Schema::Object("ServiceAccount"), "secrets") => keyed("name", Schema::Plain),
             _ => ListStrategy::Atomic,
         }
     }
@@ -581,6 +587,22 @@ mod tests {
             assert_eq!(cs.last().unwrap(), &want_last, "{name}");
             assert_eq!(cs[0]["image"], "a:1", "{name}: container a untouched");
         }
+    }
+
+    #[test]
+    fn service_ports_merge_by_port() {
+        let svc = json!({"spec": {"ports": [
+            {"name": "metrics", "port": 9100, "targetPort": 9100},
+            {"name": "http", "port": 80, "targetPort": 8080}]}});
+        // What `kubectl apply` sends when one port's targetPort changes.
+        let patch = json!({"spec": {"$setElementOrder/ports": [{"port": 9100}, {"port": 80}],
+            "ports": [{"port": 80, "targetPort": 8081}]}});
+        let out = strategic_merge_patch(&svc, &patch, "Service").unwrap();
+        assert_eq!(
+            out["spec"]["ports"],
+            json!([{"name": "metrics", "port": 9100, "targetPort": 9100},
+                {"name": "http", "port": 80, "targetPort": 8081}])
+        );
     }
 
     #[test]

@@ -1046,6 +1046,30 @@ fn services_get_addresses_and_ports() {
         rows(&g.ok(&["get", "svc", "agent", "--no-headers"]))[0][2..5],
         agent[2..5]
     );
+    // A changed port merges by its port number: the other port and both node ports stay.
+    let changed = std::fs::read_to_string(fixture("agent-service.yaml"))
+        .unwrap()
+        .replace("targetPort: 8080", "targetPort: 8081");
+    let out = g.kubectl_with(&["apply", "-f", "-"], Some(&changed), &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        rows(&g.ok(&["get", "svc", "agent", "--no-headers"]))[0][2..5],
+        agent[2..5]
+    );
+    assert_eq!(
+        g.ok(&[
+            "get",
+            "svc",
+            "agent",
+            "-o",
+            "jsonpath={.spec.ports[*].targetPort}"
+        ]),
+        "9100 8081"
+    );
     // Bad input: upstream's errors, nothing changed.
     let taken = g.fails(&[
         "create",
