@@ -265,6 +265,7 @@ pub fn router(state: ApiState) -> Router {
             "/apis",
             get(|| async { json_ok(resources::api_group_list()) }),
         )
+        .route("/openapi/v2", get(openapi_v2))
         .route("/openapi/v3", get(|| async { json_ok(openapi::root()) }))
         .route("/openapi/v3/{*path}", get(openapi_v3))
         .route("/healthz", get(|| async { "ok" }))
@@ -394,6 +395,29 @@ async fn group_doc(Path(group): Path<String>) -> Response {
 
 async fn group_version_doc(Path((group, version)): Path<(String, String)>) -> Response {
     legacy_list(&group, &version)
+}
+
+/// `GET /openapi/v2`: a Swagger 2.0 document without definitions. ger describes its kinds in
+/// OpenAPI v3 (`kubectl explain`, and the server validates fields itself); clients that look
+/// for a v2 schema, as kubectl does for a `kind: List` file, find none and leave the checking
+/// to the server. kubectl asks for protobuf: `Document { swagger: "2.0" }`.
+async fn openapi_v2(headers: HeaderMap) -> Response {
+    let protobuf = headers
+        .get(header::ACCEPT)
+        .and_then(|a| a.to_str().ok())
+        .is_some_and(|a| a.contains("protobuf"));
+    if protobuf {
+        let mut resp = (StatusCode::OK, b"\x0a\x032.0".to_vec()).into_response();
+        resp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/com.github.proto-openapi.spec.v2.v1.0+protobuf"),
+        );
+        return resp;
+    }
+    json_ok(
+        json!({"swagger": "2.0", "info": {"title": "ger", "version": "v1.32.0"},
+        "paths": {}, "definitions": {}}),
+    )
 }
 
 async fn openapi_v3(Path(path): Path<String>) -> Response {

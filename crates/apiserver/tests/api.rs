@@ -418,7 +418,9 @@ async fn discovery_documents() {
         (scale["group"].as_str(), scale["kind"].as_str()),
         (Some("autoscaling"), Some("Scale"))
     );
-    assert_eq!(api.get("/openapi/v2").await.0, 404);
+    let (code, v2) = api.get("/openapi/v2").await;
+    assert_eq!((code, &v2["swagger"]), (200, &json!("2.0")));
+    assert_eq!(v2["definitions"], json!({}));
     let (_, root) = api.get("/openapi/v3").await;
     let url = root["paths"]["apis/apps/v1"]["serverRelativeURL"]
         .as_str()

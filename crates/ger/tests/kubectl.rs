@@ -1252,3 +1252,43 @@ fn server_side_apply_owns_merges_and_conflicts() {
         "3"
     );
 }
+
+#[test]
+fn list_manifests_apply_item_by_item() {
+    let Some(g) = ger() else {
+        return;
+    };
+    let list = "apiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: ConfigMap\n  metadata:\n    name: a\n  data:\n    k: v\n- apiVersion: v1\n  kind: ConfigMap\n  metadata:\n    name: b\n";
+    let out = g.kubectl_with(&["apply", "-f", "-"], Some(list), &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "configmap/a created\nconfigmap/b created\n"
+    );
+    // What `get -o yaml` prints (a List) goes back in as it came out.
+    let all = g.ok(&["get", "cm", "a", "b", "-o", "yaml"]);
+    g.ok(&["delete", "cm", "a", "b"]);
+    let out = g.kubectl_with(&["apply", "-f", "-"], Some(&all), &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(g.ok(&["get", "cm", "a", "-o", "jsonpath={.data.k}"]), "v");
+    // Unknown fields inside a List are still the server's strict error.
+    let bad = list
+        .replace("  data:\n", "  dataa:\n")
+        .replace("name: a", "name: c");
+    let out = g.kubectl_with(&["apply", "-f", "-"], Some(&bad), &[]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("strict decoding error: unknown field \"dataa\""),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
