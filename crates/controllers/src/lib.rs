@@ -2,6 +2,7 @@
 //! queues, so the same code runs in-process in `ger server` and against any API server
 //! (`ger controllers --kubeconfig F`).
 
+pub mod backoff;
 pub mod claim;
 pub mod daemonpodupdater;
 pub mod daemonset;

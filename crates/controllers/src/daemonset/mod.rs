@@ -54,6 +54,8 @@ pub struct DaemonSetController {
     queue: Arc<Queue>,
     expectations: Expectations,
     recorder: Recorder,
+    /// Per DaemonSet and node: how long before killing another failed pod there.
+    failed_pods: crate::backoff::Backoff,
 }
 
 /// The tolerations every DaemonSet pod gets (`AddOrUpdateDaemonPodTolerations`).
@@ -219,6 +221,10 @@ impl DaemonSetController {
             revisions,
             queue: Queue::new(),
             expectations: Expectations::default(),
+            failed_pods: crate::backoff::Backoff::new(
+                Duration::from_secs(1),
+                Duration::from_secs(15 * 60),
+            ),
         });
         let weak = Arc::downgrade(&c);
         c.daemonsets.on_change(move |change| {
@@ -452,6 +458,15 @@ impl DaemonSetController {
             for p in pods.iter().copied().filter(|p| !is_deleting(p)) {
                 match pods::phase(p) {
                     "Failed" => {
+                        // A node that keeps failing the pod: wait before the next kill.
+                        let backoff = format!("{key}/{node}");
+                        let now = std::time::Instant::now();
+                        if self.failed_pods.in_backoff_since_update(&backoff, now) {
+                            self.queue
+                                .add_after(key.to_string(), self.failed_pods.get(&backoff));
+                            continue;
+                        }
+                        self.failed_pods.next(&backoff, now);
                         self.recorder.warning(
                             object_ref(ds),
                             "FailedDaemonPod",
