@@ -515,9 +515,29 @@ fn orphaned_pods_are_adopted_again() {
         30,
         |o| rows(o).len() == 3,
     );
+    // A second revision, so the history has something to keep.
+    g.ok(&["set", "image", "ds/daemset-nginx", "nginx-pod=nginx:1.14"]);
+    g.wait_until(&["get", "ds", "daemset-nginx", "--no-headers"], 30, |o| {
+        rows(o).first().is_some_and(|r| r[4] == "3" && r[5] == "3")
+    });
     let before = g.ok(&["get", "pods", "-l", "app=daem-nginx", "-o", "name"]);
     g.ok(&["delete", "ds", "daemset-nginx", "--cascade=orphan"]);
-    g.ok(&["apply", "-f", &fixture("daemonset-demo.yaml")]);
+    let revisions = |g: &GerServer| {
+        g.ok(&[
+            "get",
+            "controllerrevisions",
+            "-o",
+            "jsonpath={range .items[*]}{.revision}:{.metadata.ownerReferences[0].name}{\"\\n\"}{end}",
+        ])
+    };
+    assert_eq!(revisions(&g).lines().count(), 2, "{}", revisions(&g));
+    // Back on the second revision's template: its pods and its history are taken back.
+    let text = std::fs::read_to_string(fixture("daemonset-demo.yaml"))
+        .unwrap()
+        .replace("nginx:1.12", "nginx:1.14");
+    let f = g.path("v2.yaml");
+    std::fs::write(&f, text).unwrap();
+    g.ok(&["apply", "-f", f.to_str().unwrap()]);
     g.wait_until(
         &[
             "get",
@@ -534,6 +554,14 @@ fn orphaned_pods_are_adopted_again() {
         g.ok(&["get", "pods", "-l", "app=daem-nginx", "-o", "name"]),
         before,
         "the same pods, adopted"
+    );
+    let mut got: Vec<String> = revisions(&g).lines().map(String::from).collect();
+    got.sort();
+    assert_eq!(got, ["1:daemset-nginx", "2:daemset-nginx"]);
+    let history = g.ok(&["rollout", "history", "ds/daemset-nginx"]);
+    assert!(
+        history.contains("\n1 ") && history.contains("\n2 "),
+        "{history}"
     );
 }
 

@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 
 use super::DaemonSetController;
 use crate::deployment::util::compute_hash;
-use crate::pods;
+use crate::pods::{self, Selector};
 use crate::replicaset::{api_message, is_not_found};
 
 pub const HASH_LABEL: &str = "controller-revision-hash";
@@ -47,12 +47,16 @@ impl DaemonSetController {
         ds: &DaemonSet,
     ) -> Result<(ControllerRevision, Vec<ControllerRevision>), String> {
         let ns = ds.namespace().unwrap_or_default();
-        let uid = ds.uid().unwrap_or_default();
         let api: Api<ControllerRevision> = Api::namespaced(self.client.clone(), &ns);
         let want = patch_bytes(ds);
         let mut current: Vec<ControllerRevision> = Vec::new();
         let mut old: Vec<ControllerRevision> = Vec::new();
-        for rev in self.revisions.by_index("controller", &uid) {
+        // Its revisions, orphans its selector matches adopted (a DaemonSet deleted with
+        // --cascade=orphan and made again keeps its history).
+        let selector = Selector::from_label_selector(ds.spec.as_ref().map(|s| &s.selector));
+        let candidates = self.revisions.by_index("namespace", &ns);
+        let owned = crate::claim::claim(&self.client, ds, &selector, candidates).await?;
+        for rev in owned {
             let rev = rev.as_ref().clone();
             if data_of(&rev) == want {
                 current.push(rev);
