@@ -82,6 +82,7 @@ pub fn allocate(st: &ApiState, v: &mut Value, old: Option<&Value>) -> ApiResult<
     let (ips, ports) = held(st, res, &key);
     let mut errs = Vec::new();
     if let Some(old) = old {
+        drop_type_dependent(old, v);
         keep_allocated(old, v);
     }
     let external = service_type(v) == "ExternalName";
@@ -180,6 +181,34 @@ pub fn allocate(st: &ApiState, v: &mut Value, old: Option<&Value>) -> ApiResult<
         Ok(())
     } else {
         Err(ApiError::invalid(res, &name, &errs))
+    }
+}
+
+/// A Service changing type loses the fields its new type has no use for, where the update
+/// left them as they were (upstream's `dropTypeDependentFields`).
+fn drop_type_dependent(old: &Value, new: &mut Value) {
+    let (was, now) = (service_type(old).to_string(), service_type(new).to_string());
+    if was == now {
+        return;
+    }
+    let mut drop = Vec::new();
+    if now == "ExternalName" {
+        drop.extend(["clusterIP", "clusterIPs", "ipFamilies", "ipFamilyPolicy"]);
+        drop.push("internalTrafficPolicy");
+    }
+    if !matches!(now.as_str(), "NodePort" | "LoadBalancer") {
+        drop.push("externalTrafficPolicy");
+    }
+    if now != "LoadBalancer" {
+        drop.push("allocateLoadBalancerNodePorts");
+    }
+    let Some(spec) = new.get_mut("spec").and_then(Value::as_object_mut) else {
+        return;
+    };
+    for field in drop {
+        if spec.get(field) == old["spec"].get(field) {
+            spec.remove(field);
+        }
     }
 }
 

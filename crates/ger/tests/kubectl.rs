@@ -1129,6 +1129,31 @@ fn services_get_addresses_and_ports() {
         rows(&g.ok(&["get", "svc", "web", "--no-headers"]))[0][..5],
         web[..5]
     );
+    // Changing type drops what the new type has no use for.
+    g.ok(&[
+        "patch",
+        "svc",
+        "agent",
+        "-p",
+        r#"{"spec":{"type":"ClusterIP"}}"#,
+    ]);
+    let spec = g.ok(&[
+        "get",
+        "svc",
+        "agent",
+        "-o",
+        "jsonpath={.spec.externalTrafficPolicy}|{.spec.ports[*].nodePort}|{.spec.clusterIP}",
+    ]);
+    assert_eq!(spec, format!("||{}", agent[2]));
+    g.ok(&[
+        "patch",
+        "svc",
+        "agent",
+        "-p",
+        r#"{"spec":{"type":"ExternalName","externalName":"agent.example.com"}}"#,
+    ]);
+    let row = rows(&g.ok(&["get", "svc", "agent", "--no-headers"]))[0].clone();
+    assert_eq!(row[1..4], ["ExternalName", "<none>", "agent.example.com"]);
     // A deleted Service's address is free again.
     g.ok(&["delete", "svc", "web"]);
     g.ok(&[
