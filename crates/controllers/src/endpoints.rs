@@ -275,7 +275,7 @@ pub fn slices(svc: &Service, pods: &[Arc<Pod>]) -> Vec<EndpointSlice> {
     };
     subsets(svc, pods)
         .into_iter()
-        .map(|subset| {
+        .flat_map(|subset| {
             let endpoint = |a: EndpointAddress, ready: bool| discovery::Endpoint {
                 addresses: vec![a.ip],
                 conditions: Some(discovery::EndpointConditions {
@@ -313,19 +313,33 @@ pub fn slices(svc: &Service, pods: &[Arc<Pod>]) -> Vec<EndpointSlice> {
                     })
                     .collect()
             });
-            let mut slice = EndpointSlice {
-                address_type: "IPv4".into(),
-                endpoints,
-                ports,
-                ..EndpointSlice::default()
+            let chunks: Vec<Vec<discovery::Endpoint>> = if endpoints.is_empty() {
+                vec![Vec::new()]
+            } else {
+                endpoints
+                    .chunks(MAX_ENDPOINTS_PER_SLICE)
+                    .map(<[_]>::to_vec)
+                    .collect()
             };
-            slice.metadata.namespace = svc.namespace();
-            slice.metadata.labels = Some(labels.clone());
-            slice.metadata.owner_references = Some(vec![owner.clone()]);
-            slice
+            let (labels, owner, ns) = (labels.clone(), owner.clone(), svc.namespace());
+            chunks.into_iter().map(move |endpoints| {
+                let mut slice = EndpointSlice {
+                    address_type: "IPv4".into(),
+                    endpoints,
+                    ports: ports.clone(),
+                    ..EndpointSlice::default()
+                };
+                slice.metadata.namespace = ns.clone();
+                slice.metadata.labels = Some(labels.clone());
+                slice.metadata.owner_references = Some(vec![owner.clone()]);
+                slice
+            })
         })
         .collect()
 }
+
+/// Endpoints per slice at most (the controller's `--max-endpoints-per-slice` default).
+pub const MAX_ENDPOINTS_PER_SLICE: usize = 100;
 
 /// The port a Service port reaches on `pod`, if the pod has it.
 fn target_port(pod: &Pod, target: Option<&IntOrString>, port: i32) -> Option<i32> {
@@ -476,6 +490,34 @@ mod tests {
             .unwrap();
         assert_eq!(target.name.as_deref(), Some("a"));
         assert_eq!(target.uid.as_deref(), Some("uid-a"));
+    }
+
+    #[test]
+    fn slices_hold_at_most_a_hundred_endpoints() {
+        let s = svc(json!([{"port": 80, "protocol": "TCP"}]));
+        let pods: Vec<Arc<Pod>> = (0..250)
+            .map(|i| {
+                pod(
+                    &format!("p{i}"),
+                    &format!("10.244.{}.{}", i / 200, i % 200),
+                    true,
+                    None,
+                )
+            })
+            .collect();
+        let got = slices(&s, &pods);
+        let sizes: Vec<usize> = got.iter().map(|s| s.endpoints.len()).collect();
+        assert_eq!(sizes, [100, 100, 50]);
+        assert!(
+            got.iter()
+                .all(|s| s.ports.as_ref().is_some_and(|p| p[0].port == Some(80)))
+        );
+        assert!(
+            got.iter()
+                .all(|s| s.labels().get(SERVICE_NAME).map(String::as_str) == Some("web"))
+        );
+        // No pods, no slice (upstream keeps an empty placeholder; `describe` shows <none> either way).
+        assert_eq!(slices(&s, &[]).len(), 0);
     }
 
     #[test]
