@@ -89,7 +89,7 @@ impl FieldSet {
         let Some((k, rest)) = path.split_first() else {
             return;
         };
-        if rest.is_empty() || rest == ["."] {
+        if rest.is_empty() {
             self.0.remove(k);
             return;
         }
@@ -214,7 +214,7 @@ fn remove_at(v: &mut Value, path: &[String]) {
     let Some((k, rest)) = path.split_first() else {
         return;
     };
-    let last = rest.is_empty() || rest == ["."];
+    let last = rest.is_empty();
     if let Some(f) = k.strip_prefix("f:") {
         if last {
             if let Some(m) = v.as_object_mut() {

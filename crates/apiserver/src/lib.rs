@@ -111,40 +111,8 @@ impl ApiState {
         addr: std::net::SocketAddr,
     ) -> Result<(), String> {
         self.ensure_kubernetes_endpoints(addr).await?;
-        let port = addr.port();
-        let res = resources::by_kind("Service").ok_or("services are not served")?;
-        let want = services::kubernetes_service(port);
-        let exists = current_object(self, res, "default", "kubernetes");
-        match exists {
-            None => {
-                let mut v = want;
-                match rest::create_object(self, res, Some("default"), &mut v, false).await {
-                    Ok(_) => Ok(()),
-                    Err(e) if e.code == 409 => Ok(()),
-                    Err(e) => Err(e.message),
-                }
-            }
-            Some(cur) if cur["spec"]["ports"] == want["spec"]["ports"] => Ok(()),
-            Some(_) => {
-                let ports = want["spec"]["ports"].clone();
-                rest::guaranteed_update(
-                    self,
-                    res,
-                    Some("default"),
-                    "kubernetes",
-                    object::Write::Main,
-                    false,
-                    &|cur| {
-                        let mut next = cur.clone();
-                        next["spec"]["ports"] = ports.clone();
-                        Ok(next)
-                    },
-                )
-                .await
-                .map(|_| ())
-                .map_err(|e| e.message)
-            }
-        }
+        let want = services::kubernetes_service(addr.port());
+        self.upsert("Service", want, &["/spec/ports"]).await
     }
 
     async fn ensure_kubernetes_endpoints(&self, addr: std::net::SocketAddr) -> Result<(), String> {
@@ -158,7 +126,7 @@ impl ApiState {
                 "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"}},
             "subsets": [{"addresses": [{"ip": ip.to_string()}],
                 "ports": [{"name": "https", "port": port, "protocol": "TCP"}]}]});
-        self.upsert("Endpoints", endpoints, &["subsets"]).await?;
+        self.upsert("Endpoints", endpoints, &["/subsets"]).await?;
         let slice = json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
             "metadata": {"name": "kubernetes", "namespace": "default",
                 "labels": {"kubernetes.io/service-name": "kubernetes"}},
@@ -173,42 +141,46 @@ impl ApiState {
         .await
     }
 
-    /// Create `want` in `default`, or make its `fields` what `want` says.
+    /// Create `want` in `default`, or make what it holds at the JSON pointers `fields` what
+    /// `want` says.
     async fn upsert(&self, kind: &str, want: Value, fields: &[&str]) -> Result<(), String> {
         let res = resources::by_kind(kind).ok_or_else(|| format!("{kind} is not served"))?;
-        let name = want["metadata"]["name"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
-        if let Some(cur) = current_object(self, res, "default", &name) {
-            if fields.iter().all(|f| cur[*f] == want[*f]) {
-                return Ok(());
-            }
-            return rest::guaranteed_update(
-                self,
-                res,
-                Some("default"),
-                &name,
-                object::Write::Main,
-                false,
-                &|cur| {
-                    let mut next = cur.clone();
-                    for f in fields {
-                        next[*f] = want[*f].clone();
+        let name = object::name(&want).to_string();
+        let Ok(cur) = rest::current(self, res, Some("default"), &name) else {
+            let mut v = want;
+            return match rest::create_object(self, res, Some("default"), &mut v, false).await {
+                Ok(_) => Ok(()),
+                Err(e) if e.code == 409 => Ok(()),
+                Err(e) => Err(e.message),
+            };
+        };
+        if fields.iter().all(|f| cur.pointer(f) == want.pointer(f)) {
+            return Ok(());
+        }
+        rest::guaranteed_update(
+            self,
+            res,
+            Some("default"),
+            &name,
+            object::Write::Main,
+            false,
+            &|cur| {
+                let mut next = cur.clone();
+                for f in fields {
+                    let (parent, key) = f.rsplit_once('/').unwrap_or(("", f));
+                    if let (Some(m), Some(v)) = (
+                        next.pointer_mut(parent).and_then(Value::as_object_mut),
+                        want.pointer(f),
+                    ) {
+                        m.insert(key.to_string(), v.clone());
                     }
-                    Ok(next)
-                },
-            )
-            .await
-            .map(|_| ())
-            .map_err(|e| e.message);
-        }
-        let mut v = want.clone();
-        match rest::create_object(self, res, Some("default"), &mut v, false).await {
-            Ok(_) => Ok(()),
-            Err(e) if e.code == 409 => Ok(()),
-            Err(e) => Err(e.message),
-        }
+                }
+                Ok(next)
+            },
+        )
+        .await
+        .map(|_| ())
+        .map_err(|e| e.message)
     }
 
     async fn ensure_namespaces(&self) -> Result<(), String> {
@@ -232,15 +204,6 @@ impl ApiState {
         }
         Ok(())
     }
-}
-
-fn current_object(
-    st: &ApiState,
-    res: &'static resources::Resource,
-    ns: &str,
-    name: &str,
-) -> Option<Value> {
-    rest::current(st, res, Some(ns), name).ok()
 }
 
 fn json_ok(v: Value) -> Response {
@@ -498,6 +461,7 @@ async fn serve(
     body: Body,
 ) -> Response {
     if let Some(res) = reviews::find(group, version, rest) {
+        let started = std::time::Instant::now();
         let resp = match json_body(&method, &headers, body).await {
             Ok(b) => match reviews::handle(&st, &user, res, &method, &b).await {
                 Ok(r) => r,
@@ -505,11 +469,13 @@ async fn serve(
             },
             Err(e) => e.into_response(),
         };
+        let code = resp.status().as_u16();
         st.metrics.record(
             method.as_str(),
             res.group,
             res.plural,
-            resp.status().as_u16(),
+            code,
+            started.elapsed(),
         );
         return resp;
     }
@@ -560,9 +526,8 @@ async fn serve(
     };
     let started = std::time::Instant::now();
     let resp = rest::handle(&st, req).await;
+    let code = resp.status().as_u16();
     st.metrics
-        .record(&verb, res.group, res.plural, resp.status().as_u16());
-    st.metrics
-        .observe(&verb, res.group, res.plural, started.elapsed());
+        .record(&verb, res.group, res.plural, code, started.elapsed());
     resp
 }

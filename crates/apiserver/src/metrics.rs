@@ -40,10 +40,16 @@ impl Histogram {
     }
 }
 
+/// Request counts and latencies, kept together: one lock per request.
+#[derive(Default)]
+struct Requests {
+    counts: BTreeMap<RequestKey, u64>,
+    latency: BTreeMap<LatencyKey, Histogram>,
+}
+
 #[derive(Default)]
 pub struct Metrics {
-    requests: Mutex<BTreeMap<RequestKey, u64>>,
-    latency: Mutex<BTreeMap<LatencyKey, Histogram>>,
+    requests: Mutex<Requests>,
     /// Open watch streams.
     pub watchers: AtomicI64,
 }
@@ -57,25 +63,26 @@ pub struct ClusterState {
 }
 
 impl Metrics {
-    pub fn record(&self, verb: &str, group: &'static str, resource: &'static str, code: u16) {
-        *self
-            .requests
-            .lock()
+    /// A request answered with `code` after `took`. Watches are left out of the latencies:
+    /// they last as long as the client keeps them open.
+    pub fn record(
+        &self,
+        verb: &str,
+        group: &'static str,
+        resource: &'static str,
+        code: u16,
+        took: Duration,
+    ) {
+        let mut r = self.requests.lock();
+        *r.counts
             .entry((verb.to_string(), group, resource, code))
             .or_default() += 1;
-    }
-
-    /// How long a request took to answer. Watches are left out: they last as long as the
-    /// client keeps them open.
-    pub fn observe(&self, verb: &str, group: &'static str, resource: &'static str, took: Duration) {
-        if verb == "WATCH" {
-            return;
+        if verb != "WATCH" {
+            r.latency
+                .entry((verb.to_string(), group, resource))
+                .or_default()
+                .observe(took.as_secs_f64());
         }
-        self.latency
-            .lock()
-            .entry((verb.to_string(), group, resource))
-            .or_default()
-            .observe(took.as_secs_f64());
     }
 
     /// The exposition text; `revision` is the store's current revision.
@@ -83,7 +90,8 @@ impl Metrics {
         let mut out = String::new();
         out.push_str("# HELP apiserver_request_total Counter of apiserver requests broken out by verb, group, resource and HTTP response code.\n");
         out.push_str("# TYPE apiserver_request_total counter\n");
-        for ((verb, group, resource, code), n) in self.requests.lock().iter() {
+        let requests = self.requests.lock();
+        for ((verb, group, resource, code), n) in &requests.counts {
             let _ = writeln!(
                 out,
                 "apiserver_request_total{{verb=\"{verb}\",group=\"{group}\",resource=\"{resource}\",code=\"{code}\"}} {n}"
@@ -91,7 +99,7 @@ impl Metrics {
         }
         out.push_str("# HELP apiserver_request_duration_seconds Response latency distribution in seconds for each verb, group and resource.\n");
         out.push_str("# TYPE apiserver_request_duration_seconds histogram\n");
-        for ((verb, group, resource), h) in self.latency.lock().iter() {
+        for ((verb, group, resource), h) in &requests.latency {
             let labels = format!("verb=\"{verb}\",group=\"{group}\",resource=\"{resource}\"");
             let mut cumulative = 0;
             for (le, n) in BUCKETS.iter().zip(h.buckets) {
@@ -300,17 +308,7 @@ pub fn render_cluster(state: &ClusterState) -> String {
     let mut rows = Vec::new();
     for d in &state.deployments {
         for c in d.status.iter().flat_map(|s| s.conditions.iter().flatten()) {
-            for status in ["true", "false", "unknown"] {
-                let on = c.status.eq_ignore_ascii_case(status);
-                rows.push((
-                    format!(
-                        "{},condition=\"{}\",status=\"{status}\"",
-                        deploy_labels(d),
-                        escape(&c.type_)
-                    ),
-                    if on { 1.0 } else { 0.0 },
-                ));
-            }
+            condition_rows(&mut rows, &deploy_labels(d), &c.type_, &c.status);
         }
     }
     gauges(
@@ -321,6 +319,17 @@ pub fn render_cluster(state: &ClusterState) -> String {
     );
     node_state(&mut out, &state.nodes);
     out
+}
+
+/// A condition as kube-state-metrics shows it: one row per possible status, 1 for the one held.
+fn condition_rows(rows: &mut Vec<(String, f64)>, labels: &str, kind: &str, status: &str) {
+    for s in ["true", "false", "unknown"] {
+        let on = status.eq_ignore_ascii_case(s);
+        rows.push((
+            format!("{labels},condition=\"{}\",status=\"{s}\"", escape(kind)),
+            if on { 1.0 } else { 0.0 },
+        ));
+    }
 }
 
 fn st_ds(d: &DaemonSet, f: impl Fn(&k8s_openapi::api::apps::v1::DaemonSetStatus) -> f64) -> f64 {
@@ -346,17 +355,7 @@ fn node_state(out: &mut String, nodes: &[Node]) {
     let mut taints = Vec::new();
     for n in nodes {
         for c in n.status.iter().flat_map(|s| s.conditions.iter().flatten()) {
-            for status in ["true", "false", "unknown"] {
-                let on = c.status.eq_ignore_ascii_case(status);
-                conditions.push((
-                    format!(
-                        "{},condition=\"{}\",status=\"{status}\"",
-                        label(n),
-                        escape(&c.type_)
-                    ),
-                    if on { 1.0 } else { 0.0 },
-                ));
-            }
+            condition_rows(&mut conditions, &label(n), &c.type_, &c.status);
         }
         let spec = n.spec.as_ref();
         let cordoned = spec.and_then(|s| s.unschedulable).unwrap_or(false);
@@ -408,9 +407,9 @@ mod tests {
     fn latency_buckets_are_cumulative_and_watches_are_left_out() {
         let m = Metrics::default();
         for ms in [1, 3, 30, 700, 70_000] {
-            m.observe("GET", "", "pods", Duration::from_millis(ms));
+            m.record("GET", "", "pods", 200, Duration::from_millis(ms));
         }
-        m.observe("WATCH", "", "pods", Duration::from_secs(300));
+        m.record("WATCH", "", "pods", 200, Duration::from_secs(300));
         let text = m.render(7, &[]);
         let get = |le: &str| {
             let want = format!(
@@ -429,7 +428,13 @@ mod tests {
         assert!(text.contains(
             "apiserver_request_duration_seconds_count{verb=\"GET\",group=\"\",resource=\"pods\"} 5"
         ));
-        assert!(!text.contains("verb=\"WATCH\",group"), "{text}");
+        assert!(
+            !text.contains("apiserver_request_duration_seconds_count{verb=\"WATCH\""),
+            "{text}"
+        );
+        assert!(text.contains(
+            "apiserver_request_total{verb=\"WATCH\",group=\"\",resource=\"pods\",code=\"200\"} 1"
+        ));
     }
 
     #[test]

@@ -1037,9 +1037,7 @@ async fn patch_object(
         req.dry_run(),
         &|cur| {
             let patched = apply_patch(res.kind, &ctype, cur, &patch_doc)?;
-            let bytes =
-                serde_json::to_vec(&patched).map_err(|e| ApiError::internal(e.to_string()))?;
-            let (v, w) = decode_body(&bytes, res.kind, &res.api_version(), validation.as_deref())?;
+            let (v, w) = decode_value(res, &patched, validation.as_deref())?;
             *warnings.lock() = w;
             Ok(v)
         },
@@ -1047,6 +1045,16 @@ async fn patch_object(
     .await?;
     let warnings = warnings.into_inner();
     object_response(req, StatusCode::OK, &v, warnings)
+}
+
+/// A patched or applied object checked as a request body of `res` is.
+fn decode_value(
+    res: &Resource,
+    v: &Value,
+    validation: Option<&str>,
+) -> ApiResult<(Value, Vec<String>)> {
+    let bytes = serde_json::to_vec(v).map_err(|e| ApiError::internal(e.to_string()))?;
+    decode_body(&bytes, res.kind, &res.api_version(), validation)
 }
 
 /// `PATCH` with `application/apply-patch+yaml` (see `apply`): creates the object when it is
@@ -1107,9 +1115,7 @@ async fn server_side_apply(st: &ApiState, req: &Request<'_>, name: &str) -> ApiR
     let validation = req.q("fieldValidation").map(String::from);
     st.cache.sync().await;
     if current(st, res, req.namespace.as_deref(), name).is_err() {
-        let bytes =
-            serde_json::to_vec(&apply.create()).map_err(|e| ApiError::internal(e.to_string()))?;
-        let (mut v, warnings) = decode_body(&bytes, res.kind, &api_version, validation.as_deref())?;
+        let (mut v, warnings) = decode_value(res, &apply.create(), validation.as_deref())?;
         let created =
             create_object(st, res, req.namespace.as_deref(), &mut v, req.dry_run()).await?;
         return object_response(req, StatusCode::CREATED, &created, warnings);
@@ -1123,10 +1129,7 @@ async fn server_side_apply(st: &ApiState, req: &Request<'_>, name: &str) -> ApiR
         Write::Main,
         req.dry_run(),
         &|cur| {
-            let merged = apply.merge(cur)?;
-            let bytes =
-                serde_json::to_vec(&merged).map_err(|e| ApiError::internal(e.to_string()))?;
-            let (v, w) = decode_body(&bytes, res.kind, &api_version, validation.as_deref())?;
+            let (v, w) = decode_value(res, &apply.merge(cur)?, validation.as_deref())?;
             *warnings.lock() = w;
             Ok(v)
         },

@@ -581,16 +581,12 @@ pub fn row_cells(plural: &str, obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
                 .iter()
                 .map(|p| i(p, "/port").to_string())
                 .collect();
-            let mut addresses: Vec<&str> = arr(obj, "/endpoints")
+            let addresses: Vec<String> = arr(obj, "/endpoints")
                 .iter()
                 .flat_map(|e| arr(e, "/addresses").iter().filter_map(Value::as_str))
+                .map(String::from)
                 .collect();
-            let more = addresses.len().saturating_sub(3);
-            addresses.truncate(3);
-            let mut list = addresses.join(",");
-            if more > 0 {
-                list.push_str(&format!(" + {more} more..."));
-            }
+            let list = first_three(addresses);
             vec![
                 name,
                 json!(s(obj, "/addressType")),
@@ -675,7 +671,6 @@ pub fn row_cells(plural: &str, obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
 
 /// `ip:port` of every ready address and port, the first three, as `kubectl get ep` shows them.
 fn endpoint_list(obj: &Value) -> String {
-    const MAX: usize = 3;
     let mut all = Vec::new();
     for subset in arr(obj, "/subsets") {
         let ports = arr(subset, "/ports");
@@ -688,12 +683,15 @@ fn endpoint_list(obj: &Value) -> String {
             }
         }
     }
-    if all.is_empty() {
-        return NONE.to_string();
-    }
-    let more = all.len().saturating_sub(MAX);
-    all.truncate(MAX);
-    let mut out = all.join(",");
+    none_if_empty(first_three(all))
+}
+
+/// The first three of `items`, and how many more there are: `a,b,c + 2 more...`.
+fn first_three(mut items: Vec<String>) -> String {
+    const MAX: usize = 3;
+    let more = items.len().saturating_sub(MAX);
+    items.truncate(MAX);
+    let mut out = items.join(",");
     if more > 0 {
         out.push_str(&format!(" + {more} more..."));
     }
